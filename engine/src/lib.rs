@@ -9,5 +9,8 @@ pub mod cpu;
 pub mod gguf;
 pub mod gpu;
 pub mod model;
+/// The Hugging Face -> GGUF converter (`m1 quantize`): reads files, spawns threads.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod quantize;
 pub mod reason;
 pub mod tokenizer;

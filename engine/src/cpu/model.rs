@@ -32,26 +32,6 @@ const _: () = {
     assert!(std::mem::align_of::<k_quants::BlockQ8K>() <= 4);
 };
 
-fn candle_dtype(t: GgmlType) -> GgmlDType {
-    match t {
-        GgmlType::F32 => GgmlDType::F32,
-        GgmlType::F16 => GgmlDType::F16,
-        GgmlType::BF16 => GgmlDType::BF16,
-        GgmlType::Q4_0 => GgmlDType::Q4_0,
-        GgmlType::Q4_1 => GgmlDType::Q4_1,
-        GgmlType::Q5_0 => GgmlDType::Q5_0,
-        GgmlType::Q5_1 => GgmlDType::Q5_1,
-        GgmlType::Q8_0 => GgmlDType::Q8_0,
-        GgmlType::Q8_1 => GgmlDType::Q8_1,
-        GgmlType::Q2K => GgmlDType::Q2K,
-        GgmlType::Q3K => GgmlDType::Q3K,
-        GgmlType::Q4K => GgmlDType::Q4K,
-        GgmlType::Q5K => GgmlDType::Q5K,
-        GgmlType::Q6K => GgmlDType::Q6K,
-        GgmlType::Q8K => GgmlDType::Q8K,
-    }
-}
-
 /// Q5_0 blocks re-encoded as Q8_0, losslessly: a Q5_0 value is `d * q` with q in -16..=15,
 /// which a Q8_0 block with the same f16 `d` holds exactly. Both types dot against Q8_0
 /// activations with integer sums, so results equal ggml's Q5_0 x Q8_0 up to the order of
@@ -99,7 +79,7 @@ fn qtensor(info: &TensorInfo, words: &[u32]) -> Result<QTensor, CpuError> {
         let all: &[u8] = bytemuck::cast_slice(&converted);
         (&all[..len], GgmlDType::Q8_0)
     } else {
-        (bytes, candle_dtype(info.ggml_type))
+        (bytes, info.ggml_type.to_candle())
     };
     let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
     let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();

@@ -4,7 +4,8 @@
 //! The parser is a pure function of a byte prefix ([`parse`]), so the same code serves a
 //! native file, an HTTP range fetch and an OPFS file: [`read_header`] grows the prefix
 //! through any [`ByteSource`] until the header fits, and [`TensorStream`] then walks the
-//! tensor data in file order in bounded chunks. Every count, length and offset read from
+//! tensor data in file order in bounded chunks. [`Layout`] writes the format back out
+//! (the converter's streaming writer). Every count, length and offset read from
 //! the file is checked against the bytes that exist before it is used.
 
 mod error;
@@ -12,6 +13,7 @@ mod parse;
 mod source;
 mod types;
 mod value;
+mod write;
 
 pub use error::GgufError;
 pub use parse::{parse, Header, TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_NESTING, MAX_DIMS};
@@ -23,3 +25,4 @@ pub use source::{
 };
 pub use types::{GgmlType, QK_K};
 pub use value::{Array, Metadata, Value};
+pub use write::{Layout, TensorSpec, TensorWriter, WriteError};

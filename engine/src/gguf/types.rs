@@ -169,6 +169,28 @@ impl GgmlType {
         )
     }
 
+    /// candle's name for the same block layout (its CPU quantizers and kernels).
+    pub fn to_candle(self) -> candle_core::quantized::GgmlDType {
+        use candle_core::quantized::GgmlDType as C;
+        match self {
+            Self::F32 => C::F32,
+            Self::F16 => C::F16,
+            Self::BF16 => C::BF16,
+            Self::Q4_0 => C::Q4_0,
+            Self::Q4_1 => C::Q4_1,
+            Self::Q5_0 => C::Q5_0,
+            Self::Q5_1 => C::Q5_1,
+            Self::Q8_0 => C::Q8_0,
+            Self::Q8_1 => C::Q8_1,
+            Self::Q2K => C::Q2K,
+            Self::Q3K => C::Q3K,
+            Self::Q4K => C::Q4K,
+            Self::Q5K => C::Q5K,
+            Self::Q6K => C::Q6K,
+            Self::Q8K => C::Q8K,
+        }
+    }
+
     /// Bytes of `n_elements` elements, or None when `n_elements` is not a whole number of
     /// blocks or the size overflows u64.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
