@@ -24,7 +24,7 @@ use std::str::FromStr;
 use crate::gguf::GgmlType;
 
 /// The `--type` choices: llama.cpp's ftype names, lower case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileType {
     Q4KM,
     Q5KM,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use m1_engine::backend::{Sampling, DEFAULT_SEED};
+use m1_engine::quantize::FileType;
 use m1_engine::reason::{ReasonConfig, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS};
 
 use super::error::CliError;
@@ -37,6 +38,10 @@ Examples:
   m1 generate --model qwen2.5-0.5b-instruct.gguf --prompt 'What is the capital of France?'
   m1 generate --model qwen2.5-0.5b-instruct.gguf --raw --prompt 'Once upon a time'
 
+  # Make the GGUF from Hugging Face safetensors (bf16/f16/f32; 7B q4_k_m: ~4.7 GB)
+  huggingface-cli download UCSC-VLAA/m1-7B-23K --local-dir m1-7B-23K
+  m1 quantize --input m1-7B-23K --output m1-7b-23k-q4_k_m.gguf --type q4_k_m
+
   # Inspect a GGUF file; measure load, prefill and decode speed
   m1 info m1.gguf
   m1 bench --model m1.gguf --cpu --prompt-tokens 128 --gen-tokens 64
@@ -46,7 +51,9 @@ Exit codes:
   1  the run failed (compute error, context too small, output error)
   2  bad arguments
   3  bad input file: missing, not GGUF, truncated, unsupported architecture or tensor
-     type, unusable tokenizer, or a malformed --questions record";
+     type, unusable tokenizer, or a malformed --questions record; for quantize, a model
+     folder with a missing or malformed config, tokenizer or shard, an unknown
+     architecture or a tensor shape that contradicts config.json";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +81,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Measure load speed, prefill and decode throughput, time to first token, peak memory
     Bench(BenchArgs),
+    /// Convert a Hugging Face model folder (safetensors) to a quantized GGUF file
+    Quantize(QuantizeArgs),
 }
 
 /// Which model file and how to run it.
@@ -298,6 +307,36 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The Hugging Face model folder: config.json, tokenizer.json, tokenizer_config.json
+    /// and model.safetensors or model.safetensors.index.json with its shards
+    #[arg(long, short = 'i', value_name = "DIR")]
+    pub input: PathBuf,
+
+    /// The GGUF file to write (written as FILE.partial, renamed when complete)
+    #[arg(long, short = 'o', value_name = "FILE.gguf")]
+    pub output: PathBuf,
+
+    /// Quantization: q4_k_m (llama.cpp's mix: q4_k, q6_k for output and the sensitive
+    /// attn_v/ffn_down layers), q5_k_m, q6_k, q8_0, q4_0 or f16
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        default_value = "q4_k_m"
+    )]
+    pub file_type: FileType,
+
+    /// Worker threads [default: one per core]
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub threads: usize,
+
+    /// No per-tensor progress on stderr
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use m1_engine::backend::EngineError;
 use m1_engine::cpu::CpuError;
 use m1_engine::gguf::GgufError;
 use m1_engine::model::{ConfigError, ModelError};
+use m1_engine::quantize::QuantizeError;
 use m1_engine::reason::ReasonError;
 use m1_engine::tokenizer::TokenizerError;
 use thiserror::Error;
@@ -48,6 +49,11 @@ pub enum CliError {
 
     #[error("writing output: {0}")]
     Output(std::io::Error),
+
+    /// `m1 quantize`: exit 3 when the input folder is at fault (each message names the
+    /// file), 1 when writing the output failed (disk full, permissions).
+    #[error("{0}")]
+    Quantize(QuantizeError),
 }
 
 impl From<ReasonError> for CliError {
@@ -69,7 +75,8 @@ impl CliError {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
             CliError::File { .. } => ExitCode::from(3),
-            CliError::Engine(_) | CliError::Output(_) => ExitCode::from(1),
+            CliError::Quantize(e) if e.is_bad_input() => ExitCode::from(3),
+            CliError::Engine(_) | CliError::Output(_) | CliError::Quantize(_) => ExitCode::from(1),
         }
     }
 }

@@ -10,6 +10,7 @@ mod generate;
 mod info;
 mod load;
 mod output;
+mod quantize;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Quantize(a) => quantize::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
