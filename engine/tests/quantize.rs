@@ -412,7 +412,7 @@ fn metadata_round_trips() {
     assert_eq!(u("tokenizer.ggml.eos_token_id"), u64::from(im_end));
     assert_eq!(u("tokenizer.ggml.padding_token_id"), u64::from(eot));
     assert_eq!(u("tokenizer.ggml.bos_token_id"), u64::from(eot));
-    assert_eq!(md.get_bool("tokenizer.ggml.add_bos_token").unwrap(), false);
+    assert!(!md.get_bool("tokenizer.ggml.add_bos_token").unwrap());
     assert_eq!(
         md.get_str("tokenizer.chat_template").unwrap(),
         tiny_hf::CHAT_TEMPLATE

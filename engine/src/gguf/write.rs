@@ -372,7 +372,7 @@ mod tests {
         ];
         let layout = Layout::new(&md, tensors).unwrap();
         let mut w = layout.start(Vec::new()).unwrap();
-        let a = vec![1u8; 34 * 3];
+        let a = [1u8; 34 * 3];
         w.write(0, &a[..50]).unwrap();
         assert!(w.write(1, &[0; 20]).is_err(), "tensor 0 is not complete");
         w.write(0, &a[50..]).unwrap();
