@@ -734,3 +734,61 @@ fn cli_quantize_then_info() {
     let o = m1(&["quantize", "-i", "x", "-o", "y", "--type", "q3_k"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The GPU path (our WGSL kernels) on the converted files: llama.cpp's greedy tokens,
+/// teacher-forced as above. Skips with a printed reason where no adapter exists (CI has
+/// lavapipe, where these tiny models take well under a second per file).
+#[test]
+fn gpu_path_gives_llama_cpp_greedy_tokens() {
+    use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
+    use m1_engine::model::{GpuModel, GpuModelOptions};
+    let c = converted();
+    let Some(fx) = fixture() else { return };
+    let mut failures = Vec::new();
+    for key in [
+        ("qwen2-tiny", FileType::Q4KM),
+        ("qwen2-tiny", FileType::Q8_0),
+        ("qwen2-tiny", FileType::F16),
+        ("llama-tiny", FileType::Q5KM),
+    ] {
+        let gpu = match block_on(Gpu::new(GpuOptions { disable_f16: true })) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("SKIP: no GPU adapter ({e})");
+                return;
+            }
+        };
+        let path = &c.files[&key];
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let (src, h) = header(path);
+        let options = GpuModelOptions {
+            context: Some(256),
+            ..GpuModelOptions::default()
+        };
+        let mut model = block_on(GpuModel::load(gpu, &h, src, options))
+            .unwrap_or_else(|e| panic!("{name}: GPU load: {e}"));
+        for (pk, case) in fx["models"][name]["prompts"].as_object().unwrap() {
+            let want = ids(&case["greedy"]);
+            model.reset();
+            model.forward(&ids(&case["ids"])).unwrap();
+            for (i, &expected) in want.iter().enumerate() {
+                let greedy = Sampling {
+                    temperature: 0.0,
+                    top_p: 1.0,
+                    seed: 0,
+                };
+                let ours = block_on(model.sample(&greedy)).unwrap();
+                if ours != expected {
+                    failures.push(format!(
+                        "{name} {pk} step {i}: GPU {ours}, llama.cpp {expected}"
+                    ));
+                }
+                if i + 1 < want.len() {
+                    model.forward(&[expected]).unwrap();
+                }
+            }
+        }
+        eprintln!("{name}: GPU path on {} checked", model.gpu().report.name);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
