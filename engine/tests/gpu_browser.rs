@@ -255,3 +255,107 @@ async fn every_kernel_in_the_browser() {
     }
     console_log!("argmax and top-p sampling match the CPU");
 }
+
+/// The shapes a real prompt gives: a qwen2-0.5B-sized GQA group (14 query heads over 2 kv
+/// heads) and an 85-token prefill, so attention walks more than one 64-key tile and the
+/// tiled mat-mat runs over many row tiles with a partial last one.
+#[wasm_bindgen_test]
+async fn kernels_at_prompt_shapes() {
+    let gpu = match Gpu::new(GpuOptions::default()).await {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            console_log!("SKIP: no WebGPU adapter ({e})");
+            return;
+        }
+    };
+    let mut ops = Ops::new(&gpu).expect("ops");
+    let mut rng = StdRng::seed_from_u64(7);
+
+    let (n_heads, n_kv, hd) = (14u32, 2u32, 64u32);
+    let cache = KvCache::new(&gpu, 2, 256, n_kv, hd, KvDtype::preferred(&gpu)).expect("cache");
+    let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
+    for (pos, t) in [(0u32, 85u32), (85, 1), (86, 70)] {
+        let k = random(&mut rng, (t * n_kv * hd) as usize, 1.0);
+        let v = random(&mut rng, k.len(), 1.0);
+        let q = random(&mut rng, (t * n_heads * hd) as usize, 1.0);
+        k_all.extend(&k);
+        v_all.extend(&v);
+        let kb = F32Buffer::from_slice(&gpu, "k", &k).expect("k");
+        let vb = F32Buffer::from_slice(&gpu, "v", &v).expect("v");
+        let qb = F32Buffer::from_slice(&gpu, "q", &q).expect("q");
+        let out = F32Buffer::zeros(&gpu, "attn", q.len()).expect("out");
+        let mut enc = encoder(&gpu);
+        ops.kv_write(&mut enc, &cache, 1, &kb, &vb, pos, t)
+            .expect("kv_write");
+        ops.attention(&mut enc, &qb, &cache, 1, &out, n_heads, pos, t)
+            .expect("attention");
+        submit(&gpu, &mut ops, enc);
+        let want = cpu::attention(
+            &q,
+            &k_all,
+            &v_all,
+            t as usize,
+            n_heads as usize,
+            n_kv as usize,
+            hd as usize,
+            pos as usize,
+        );
+        let tol = if cache.dtype() == KvDtype::F16 {
+            2e-3
+        } else {
+            1e-5
+        };
+        let err = max_err(
+            &format!("attention pos={pos} t={t}"),
+            &out.read(&gpu).await.expect("read"),
+            &want,
+            1.0,
+            tol,
+        );
+        console_log!("attention pos={pos} t={t}: max error {err:.2e}");
+    }
+
+    for ty in [
+        WeightType::Q4K,
+        WeightType::Q6K,
+        WeightType::Q5_0,
+        WeightType::Q8_0,
+    ] {
+        // 896 is qwen2-0.5B's width; k-quant rows must be whole 256-blocks.
+        let k = if ty.block_elems() == 256 { 1280 } else { 896 };
+        let (n, t) = (200usize, 85usize);
+        let w = random(&mut rng, n * k, 1.0);
+        let q = QTensor::quantize(
+            &Tensor::from_vec(w, (n, k), &Device::Cpu).expect("tensor"),
+            ty.ggml(),
+        )
+        .expect("quantize");
+        let deq = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("dequantize");
+        let wt = WeightTensor::new(&gpu, "w", ty, n, k).expect("weight");
+        let mut writer = wt.writer();
+        writer
+            .write(&gpu, &q.data().expect("bytes"))
+            .expect("write");
+        writer.finish().expect("finish");
+        let x = random(&mut rng, t * k, 1.0);
+        let xb = F32Buffer::from_slice(&gpu, "x", &x).expect("x");
+        let yb = F32Buffer::zeros(&gpu, "y", t * n).expect("y");
+        let mut enc = encoder(&gpu);
+        ops.matmul(&mut enc, &xb, &wt, None, &yb, t as u32)
+            .expect("matmul");
+        submit(&gpu, &mut ops, enc);
+        let want = cpu::matmul(&x, &deq, None, t, n, k);
+        let err = max_err(
+            &format!("matmul {ty} t={t}"),
+            &yb.read(&gpu).await.expect("read"),
+            &want,
+            32.0,
+            1e-5,
+        );
+        console_log!("matmul {ty} {n}x{k} t={t}: max error {err:.2e}");
+    }
+}

@@ -95,7 +95,13 @@ fn attn_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         if (j < end) {
             let kb = j * row_stride + head_off;
+            // Zeroed by hand: in Chromium (Tint on SwiftShader) a loop-local var keeps its
+            // previous iteration's value, though WGSL zero-fills it at each declaration;
+            // every key after the first 64 then scored wrong (tests/gpu_browser.rs).
             var dv: array<f32, MAX_G>;
+            for (var g = 0u; g < MAX_G; g++) {
+                dv[g] = 0.0;
+            }
             for (var d = 0u; d < hd; d++) {
                 let kd = f32(KC[kb + d]);
                 for (var g = 0u; g < MAX_G; g++) {

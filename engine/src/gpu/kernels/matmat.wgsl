@@ -46,9 +46,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let r = job >> 1u;
             let hp = job & 1u;
             let gp = (ks >> 4u) + hp;
+            // Assigned on both branches: Chromium (Tint on SwiftShader) does not re-zero a
+            // loop-local var on each iteration as WGSL requires (see attention.wgsl).
             var w: array<f32, 16>;
             if (row0 + r < P.rows && gp < n_gparts) {
                 w = dequant16((row0 + r) * P.row_bytes + (gp / PARTS) * BLOCK_BYTES, gp % PARTS);
+            } else {
+                w = array<f32, 16>();
             }
             for (var i = 0u; i < 16u; i++) {
                 wt[r * LD + hp * 16u + i] = w[i];
