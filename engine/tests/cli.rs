@@ -13,7 +13,7 @@ use m1_engine::reason::{m1_prompt, Question};
 use serde_json::Value;
 
 mod common;
-use common::{test_model, QWEN};
+use common::{test_model, QWEN, SMOLLM};
 
 fn m1(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_m1"))
@@ -654,4 +654,95 @@ fn generate_reproduces_llama_cpp_greedy_reply() {
         // llama.cpp's reply ends with <|im_end|> after 7 tokens; so does ours.
         assert_eq!(done["stop"], "natural");
     }
+}
+
+// ------------------------------------------------- the native run the browser must equal
+
+/// The scurvy sample (app/src/samples.rs, index 2) on SmolLM2 with two "Wait"s: a 91-token
+/// prompt (attention over more than one 64-key tile) and a dozen sampled tokens, small
+/// enough for SwiftShader in the browser test (tests/e2e/parity.test.mjs).
+const PARITY_FIXTURE: &str = "tests/fixtures/browser_parity.json";
+
+/// Runs `m1 ask --json` on the GPU and checks it against the fixture the browser end-to-end
+/// test compares the page with, so that test compares the page with the native run.
+/// `M1_UPDATE_FIXTURES=1` rewrites the fixture from this run instead.
+#[test]
+fn browser_parity_fixture_is_the_native_gpu_run() {
+    let Some(path) = test_model(SMOLLM) else {
+        return;
+    };
+    let question = "Which vitamin deficiency causes scurvy, with bleeding gums, perifollicular hemorrhages and poor wound healing?";
+    let options = ["A=Vitamin A", "B=Vitamin B12", "C=Vitamin C", "D=Vitamin D"];
+    let (budget, wait, max_answer) = ("16", "2", "8");
+    let mut args = vec![
+        "ask",
+        "--json",
+        "--model",
+        path.to_str().unwrap(),
+        "--question",
+        question,
+        "--budget",
+        budget,
+        "--wait",
+        wait,
+        "--max-answer-tokens",
+        max_answer,
+    ];
+    for o in &options {
+        args.extend(["--option", o]);
+    }
+    let out = m1(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    if stderr(&out).contains("no usable GPU") {
+        assert!(
+            std::env::var("M1_REQUIRE_GPU").as_deref() != Ok("1"),
+            "M1_REQUIRE_GPU=1 but the CLI fell back to the CPU:\n{}",
+            stderr(&out)
+        );
+        eprintln!("SKIP: no GPU adapter; the fixture records the GPU path");
+        return;
+    }
+    let events: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|e| e["event"] != "prompt")
+        .collect();
+    // What the page shows: the reasoning pieces in order, the answer text and the choice.
+    let mut reasoning = Vec::new();
+    for e in &events {
+        match e["event"].as_str().unwrap_or("") {
+            "think" => reasoning.push(format!("text:{}", e["text"].as_str().unwrap())),
+            "wait" => reasoning.push(format!("wait:{}", e["index"])),
+            "answer_prefix" => reasoning.push(format!("end:{}", e["budget_exhausted"])),
+            _ => {}
+        }
+    }
+    let done = events.last().unwrap();
+    let tokens: Vec<u64> = events.iter().filter_map(|e| e["id"].as_u64()).collect();
+    let got = serde_json::json!({
+        "model": SMOLLM,
+        "sample": 2,
+        "budget": budget.parse::<u32>().unwrap(),
+        "wait": wait.parse::<u32>().unwrap(),
+        "max_answer": max_answer.parse::<u32>().unwrap(),
+        "tokens": tokens,
+        "reasoning": reasoning,
+        "answer": done["answer"],
+        "choice": done["choice"],
+    });
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(PARITY_FIXTURE);
+    if std::env::var("M1_UPDATE_FIXTURES").as_deref() == Ok("1") {
+        let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+        std::fs::write(&fixture, text).unwrap();
+        eprintln!("wrote {}", fixture.display());
+        return;
+    }
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display())),
+    )
+    .unwrap();
+    assert_eq!(
+        got, want,
+        "the native GPU run differs from {PARITY_FIXTURE}; if the engine's numerics changed on \
+         purpose, rerun with M1_UPDATE_FIXTURES=1 and check the browser test still agrees"
+    );
 }

@@ -1,0 +1,65 @@
+// The engine in the page equals the engine on the command line: the worker loads SmolLM2
+// from the served folder, answers on WebGPU (SwiftShader here, forced with ?gpu=1) with the
+// same question, budget and "Wait" count as the native `m1 ask` run recorded in
+// engine/tests/fixtures/browser_parity.json (which engine/tests/cli.rs checks against a
+// fresh native GPU run), and must show the same reasoning, answer and chosen option.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { launch, BASE, screenshot } from './harness.mjs';
+
+const FIXTURE = JSON.parse(readFileSync(
+  new URL('../../engine/tests/fixtures/browser_parity.json', import.meta.url), 'utf8'));
+
+// SwiftShader: ~1 minute to prefill the 91-token prompt, a few seconds per token.
+const RUN_TIMEOUT = 420_000;
+
+/** The reasoning panel as the fixture spells it: text pieces, Wait markers, the end marker. */
+async function reasoningPieces(page) {
+  return page.getByTestId('reasoning-text').evaluate((el) => [...el.children].map((c) => {
+    if (c.matches('mark.wait')) return `wait:${c.textContent.match(/#(\d+)/)[1]}`;
+    if (c.matches('mark.cut')) return 'end:true';
+    if (c.matches('mark.end')) return 'end:false';
+    return `text:${c.textContent}`;
+  }));
+}
+
+/** Adjacent text pieces merged, as a stream split differently must still compare equal. */
+function merged(pieces) {
+  const out = [];
+  for (const p of pieces) {
+    if (p.startsWith('text:') && out.length && out[out.length - 1].startsWith('text:')) {
+      out[out.length - 1] += p.slice(5);
+    } else {
+      out.push(p);
+    }
+  }
+  return out;
+}
+
+const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const words = (s) => s.replace(/\s+/g, ' ').trim();
+
+test('WebGPU in the page gives the native run\'s reasoning, answer and choice', async () => {
+  const b = await launch();
+  try {
+    await b.page.goto(`${BASE}/?gpu=1&budget=${FIXTURE.budget}&max_answer=${FIXTURE.max_answer}`);
+    await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready on WebGPU' }).waitFor({ timeout: 60_000 });
+    await b.page.getByRole('button', { name: new RegExp(`^Load .*${escape(FIXTURE.model.replace(/\.gguf$/, ''))}`, 'i') })
+      .first().click();
+    await b.page.getByTestId('loaded-model').waitFor({ timeout: 120_000 });
+    await b.page.locator('select').first().selectOption(String(FIXTURE.sample));
+    await b.page.getByRole('spinbutton', { name: 'Wait count' }).fill(String(FIXTURE.wait));
+    await b.page.getByRole('button', { name: 'Ask' }).click();
+    await b.page.getByTestId('stats').waitFor({ timeout: RUN_TIMEOUT }).catch(async (e) => {
+      throw new Error(`no answer: status="${await b.page.getByTestId('engine-status').textContent()}"\n${b.consoleLines.join('\n')}\n${e}`);
+    });
+    await screenshot(b.page, 'parity-webgpu-1280');
+
+    assert.deepEqual(merged(await reasoningPieces(b.page)), merged(FIXTURE.reasoning));
+    assert.equal(words(await b.page.getByTestId('answer-text').textContent()), words(FIXTURE.answer));
+    assert.equal((await b.page.getByTestId('chosen-option').textContent()).trim(), FIXTURE.choice);
+  } finally {
+    await b.close();
+  }
+});
