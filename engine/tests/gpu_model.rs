@@ -251,3 +251,70 @@ fn qwen2_gpu_matches_cpu_and_llama_cpp() {
 fn smollm2_gpu_matches_cpu_and_llama_cpp() {
     check_model(SMOLLM, 32);
 }
+
+/// SmolLM2's header with one matrix re-typed, and zeroed tensor data: a well-formed GGUF
+/// of about 100 MB, built in memory.
+fn retyped_smollm2(tensor: &str, ty: m1_engine::gguf::GgmlType) -> Option<Vec<u8>> {
+    use m1_engine::gguf::{Layout, TensorSpec};
+    let path = test_model(SMOLLM)?;
+    let mut src = FileSource::open(&path).expect("open");
+    let header = block_on(read_header(&mut src)).expect("header");
+    let metadata: Vec<(String, m1_engine::gguf::Value)> = header
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let specs: Vec<TensorSpec> = header
+        .tensors
+        .iter()
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: if t.name == tensor { ty } else { t.ggml_type },
+        })
+        .collect();
+    let layout = Layout::new(&metadata, specs).expect("layout");
+    let mut w = layout.start(Vec::new()).expect("start");
+    for i in 0..layout.tensors().len() {
+        w.write(i, &vec![0u8; layout.tensor_size(i) as usize])
+            .expect("write");
+    }
+    Some(w.finish().expect("finish"))
+}
+
+#[test]
+fn a_tensor_type_without_a_kernel_is_named_before_anything_is_uploaded() {
+    use m1_engine::gguf::{GgmlType, SliceSource};
+    use m1_engine::model::ModelError;
+    // Q2_K: llama.cpp's Q2_K files use it; we have no WGSL kernel for it (the CPU has one).
+    let Some(bytes) = retyped_smollm2("blk.3.ffn_down.weight", GgmlType::Q2K) else {
+        return;
+    };
+    let Some((gpu, _)) = gpus().into_iter().next() else {
+        return;
+    };
+    let mut src = SliceSource::new(&bytes);
+    let header = block_on(read_header(&mut src)).expect("header");
+    let err = block_on(GpuModel::load(
+        gpu,
+        &header,
+        SliceSource::new(&bytes),
+        GpuModelOptions::default(),
+    ))
+    .expect_err("a Q2_K tensor must be refused on the GPU");
+    assert!(
+        matches!(&err, ModelError::UnsupportedType { name, ty } if name == "blk.3.ffn_down.weight" && ty == "Q2_K"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "tensor \"blk.3.ffn_down.weight\" is Q2_K, which has no GPU kernel"
+    );
+    // The CPU path (candle) has Q2_K and loads the same file.
+    block_on(CpuModel::load(
+        &header,
+        SliceSource::new(&bytes),
+        CpuOptions::default(),
+    ))
+    .expect("the CPU path loads Q2_K");
+}
