@@ -32,7 +32,8 @@ export async function launch() {
     await context.close();
     rmSync(dir, { recursive: true, force: true });
   };
-  return { context, page, requests, consoleLines, close };
+  // profileDir: names the browser's processes (in their command lines), for the benchmark.
+  return { context, page, requests, consoleLines, close, profileDir: dir };
 }
 
 /** Requests that went anywhere but the local test server. */

@@ -1,0 +1,91 @@
+// The browser benchmark: drives the built app in Chromium as a visitor would and prints
+// the figures the native `m1 bench` prints: load time and MB/s, prefill and decode tok/s,
+// time to first token, the browser's peak memory (PSS of all its processes), the adapter.
+//
+//   cargo xtask serve --port 8090 --models .cache/models      # in another terminal
+//   cd tests && M1_BASE_URL=http://127.0.0.1:8090 node bench/browser.mjs \
+//       [--gpu | --cpu] [--model NAME-PREFIX] [--budget N] [--sample I] [--json]
+//
+// It measures; it asserts nothing (speed goals are read from its figures, not enforced as
+// timed tests). On this project's CI-class machine the adapter is SwiftShader (software).
+import { readdirSync, readFileSync } from 'node:fs';
+import { launch, BASE } from '../e2e/harness.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const device = args.includes('--cpu') ? 'cpu' : args.includes('--gpu') ? 'gpu' : 'auto';
+const model = opt('model', 'Qwen2.5-Coder-0.5B');
+const budget = parseInt(opt('budget', '64'), 10);
+const sample = opt('sample', '2');
+
+/** Proportional set size of every process whose command line names `marker`, in bytes. */
+function pssOf(marker) {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) continue;
+      const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1').match(/^Pss:\s+(\d+) kB/m);
+      if (m) total += parseInt(m[1], 10) * 1024;
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return total;
+}
+
+const b = await launch();
+let peak = 0;
+const sampler = setInterval(() => { peak = Math.max(peak, pssOf(b.profileDir)); }, 200);
+try {
+  const params = new URLSearchParams({ budget: String(budget), max_answer: '32' });
+  if (device === 'gpu') params.set('gpu', '1');
+  if (device === 'cpu') params.set('cpu', '1');
+  await b.page.goto(`${BASE}/?${params}`);
+  await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+  const engine = (await b.page.getByTestId('engine-status').textContent()).trim();
+  await b.page.getByText('About this device').click();
+  const adapter = (await b.page.getByTestId('adapter-name').textContent().catch(() => '')).trim();
+  const backend = (await b.page.getByTestId('device-backend').textContent()).replace(/^Backend:\s*/, '').trim();
+
+  const t0 = Date.now();
+  await b.page.getByRole('button', { name: new RegExp(`^Load ${model}`, 'i') }).first().click();
+  await b.page.getByTestId('loaded-model').waitFor({ timeout: 900_000 });
+  const loadWallS = (Date.now() - t0) / 1000;
+  const loaded = (await b.page.getByTestId('loaded-model').textContent()).trim();
+  const loadS = parseFloat(loaded.match(/loaded in ([\d.]+) s/)?.[1] ?? 'NaN');
+  const fileBytes = await b.page.evaluate(async (name) => {
+    const list = await (await fetch('models/index.json')).json();
+    return list.find((m) => m.file.toLowerCase().startsWith(name.toLowerCase().replace(/\s.*/, '')))?.size ?? null;
+  }, model);
+
+  await b.page.locator('select').first().selectOption(sample);
+  await b.page.getByRole('button', { name: 'Ask' }).click();
+  await b.page.getByTestId('stats').waitFor({ timeout: 3_600_000 });
+  const stats = (await b.page.getByTestId('stats').textContent()).trim();
+  const num = (re) => parseFloat(stats.match(re)?.[1] ?? 'NaN');
+  const result = {
+    engine,
+    backend,
+    adapter,
+    model: (await b.page.getByTestId('loaded-model').locator('strong').textContent()).trim(),
+    load_s: loadS,
+    load_wall_s: loadWallS,
+    load_mb_per_s: fileBytes ? fileBytes / 1e6 / loadS : null,
+    time_to_first_token_ms: num(/first token (\d+) ms/),
+    prefill_tok_per_s: num(/prefill ([\d.]+) tok\/s/),
+    decode_tok_per_s: num(/decode ([\d.]+) tok\/s/),
+    tokens: stats.split('·')[0].trim(),
+    peak_browser_pss_mb: Math.round(Math.max(peak, pssOf(b.profileDir)) / 1e6),
+  };
+  if (args.includes('--json')) {
+    console.log(JSON.stringify(result));
+  } else {
+    for (const [k, v] of Object.entries(result)) console.log(`${k.padEnd(24)} ${typeof v === 'number' ? +v.toFixed(2) : v}`);
+  }
+} finally {
+  clearInterval(sampler);
+  await b.close();
+}
