@@ -49,14 +49,91 @@ fn encoder(gpu: &Gpu) -> wgpu::CommandEncoder {
         })
 }
 
-#[wasm_bindgen_test]
-async fn every_kernel_in_the_browser() {
-    let gpu = match Gpu::new(GpuOptions::default()).await {
-        Ok(gpu) => gpu,
+/// Seeded random weights quantized to `ty`: the GGUF block bytes and their dequantized
+/// values (the CPU twin's weights).
+fn quantized(rng: &mut StdRng, ty: WeightType, n: usize, k: usize) -> (Vec<u8>, Vec<f32>) {
+    let w = random(rng, n * k, 1.0);
+    let q = QTensor::quantize(
+        &Tensor::from_vec(w, (n, k), &Device::Cpu).expect("tensor"),
+        ty.ggml(),
+    )
+    .expect("quantize");
+    let deq = q
+        .dequantize(&Device::Cpu)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("dequantize");
+    (q.data().expect("bytes").to_vec(), deq)
+}
+
+/// kv_write then attention for each `(pos, t)` step in turn, into `layer` of a fresh cache
+/// of `n_ctx` positions; each step against the CPU twin over every key written so far.
+#[allow(clippy::too_many_arguments)]
+async fn check_attention(
+    gpu: &Gpu,
+    ops: &mut Ops,
+    rng: &mut StdRng,
+    (n_heads, n_kv, hd): (u32, u32, u32),
+    n_layers: usize,
+    layer: usize,
+    n_ctx: u32,
+    steps: &[(u32, u32)],
+) {
+    let cache =
+        KvCache::new(gpu, n_layers, n_ctx, n_kv, hd, KvDtype::preferred(gpu)).expect("cache");
+    let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
+    for &(pos, t) in steps {
+        let k = random(rng, (t * n_kv * hd) as usize, 1.0);
+        let v = random(rng, k.len(), 1.0);
+        let q = random(rng, (t * n_heads * hd) as usize, 1.0);
+        k_all.extend(&k);
+        v_all.extend(&v);
+        let kb = F32Buffer::from_slice(gpu, "k", &k).expect("k");
+        let vb = F32Buffer::from_slice(gpu, "v", &v).expect("v");
+        let qb = F32Buffer::from_slice(gpu, "q", &q).expect("q");
+        let out = F32Buffer::zeros(gpu, "attn", q.len()).expect("out");
+        let mut enc = encoder(gpu);
+        ops.kv_write(&mut enc, &cache, layer, &kb, &vb, pos, t)
+            .expect("kv_write");
+        ops.attention(&mut enc, &qb, &cache, layer, &out, n_heads, pos, t)
+            .expect("attention");
+        submit(gpu, ops, enc);
+        let want = cpu::attention(
+            &q,
+            &k_all,
+            &v_all,
+            t as usize,
+            n_heads as usize,
+            n_kv as usize,
+            hd as usize,
+            pos as usize,
+        );
+        let tol = if cache.dtype() == KvDtype::F16 {
+            2e-3
+        } else {
+            1e-5
+        };
+        let what = format!("attention {n_heads}/{n_kv} heads pos={pos} t={t}");
+        let err = max_err(&what, &out.read(gpu).await.expect("read"), &want, 1.0, tol);
+        console_log!("{what} kv={:?}: max error {err:.2e}", cache.dtype());
+    }
+}
+
+/// The browser's adapter, or None with the reason printed (the test then passes).
+async fn adapter() -> Option<Gpu> {
+    match Gpu::new(GpuOptions::default()).await {
+        Ok(gpu) => Some(gpu),
         Err(e) => {
             console_log!("SKIP: no WebGPU adapter ({e})");
-            return;
+            None
         }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn every_kernel_in_the_browser() {
+    let Some(gpu) = adapter().await else {
+        return;
     };
     console_log!("adapter: {:?}", gpu.report);
     let mut ops = Ops::new(&gpu).expect("ops");
@@ -64,18 +141,7 @@ async fn every_kernel_in_the_browser() {
 
     for ty in WeightType::ALL {
         let (n, k) = (67, if ty.block_elems() == 256 { 512 } else { 96 });
-        let w = random(&mut rng, n * k, 1.0);
-        let q = QTensor::quantize(
-            &Tensor::from_vec(w, (n, k), &Device::Cpu).expect("tensor"),
-            ty.ggml(),
-        )
-        .expect("quantize");
-        let bytes = q.data().expect("bytes").to_vec();
-        let deq = q
-            .dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>());
-        let deq = deq.expect("dequantize");
+        let (bytes, deq) = quantized(&mut rng, ty, n, k);
         let cap = ty.row_bytes(k as u64).expect("row bytes") * 20 + 3;
         let wt = WeightTensor::with_max_part_bytes(&gpu, "w", ty, n, k, cap).expect("weight");
         let mut writer = wt.writer();
@@ -174,52 +240,17 @@ async fn every_kernel_in_the_browser() {
         console_log!("rope {mode:?}: max error {err:.2e}");
     }
 
-    let (n_heads, n_kv, hd) = (6u32, 2u32, 64u32);
-    let cache = KvCache::new(&gpu, 1, 64, n_kv, hd, KvDtype::preferred(&gpu)).expect("cache");
-    let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
-    for (pos, t) in [(0u32, 5u32), (5, 1)] {
-        let k = random(&mut rng, (t * n_kv * hd) as usize, 1.0);
-        let v = random(&mut rng, k.len(), 1.0);
-        let q = random(&mut rng, (t * n_heads * hd) as usize, 1.0);
-        k_all.extend(&k);
-        v_all.extend(&v);
-        let kb = F32Buffer::from_slice(&gpu, "k", &k).expect("k");
-        let vb = F32Buffer::from_slice(&gpu, "v", &v).expect("v");
-        let qb = F32Buffer::from_slice(&gpu, "q", &q).expect("q");
-        let out = F32Buffer::zeros(&gpu, "attn", q.len()).expect("out");
-        let mut enc = encoder(&gpu);
-        ops.kv_write(&mut enc, &cache, 0, &kb, &vb, pos, t)
-            .expect("kv_write");
-        ops.attention(&mut enc, &qb, &cache, 0, &out, n_heads, pos, t)
-            .expect("attention");
-        submit(&gpu, &mut ops, enc);
-        let want = cpu::attention(
-            &q,
-            &k_all,
-            &v_all,
-            t as usize,
-            n_heads as usize,
-            n_kv as usize,
-            hd as usize,
-            pos as usize,
-        );
-        let tol = if cache.dtype() == KvDtype::F16 {
-            2e-3
-        } else {
-            1e-5
-        };
-        let err = max_err(
-            "attention",
-            &out.read(&gpu).await.expect("read"),
-            &want,
-            1.0,
-            tol,
-        );
-        console_log!(
-            "attention pos={pos} t={t} kv={:?}: max error {err:.2e}",
-            cache.dtype()
-        );
-    }
+    check_attention(
+        &gpu,
+        &mut ops,
+        &mut rng,
+        (6, 2, 64),
+        1,
+        0,
+        64,
+        &[(0, 5), (5, 1)],
+    )
+    .await;
 
     let vocab = 20000u32;
     let logits = random(&mut rng, vocab as usize, 8.0);
@@ -261,59 +292,23 @@ async fn every_kernel_in_the_browser() {
 /// tiled mat-mat runs over many row tiles with a partial last one.
 #[wasm_bindgen_test]
 async fn kernels_at_prompt_shapes() {
-    let gpu = match Gpu::new(GpuOptions::default()).await {
-        Ok(gpu) => gpu,
-        Err(e) => {
-            console_log!("SKIP: no WebGPU adapter ({e})");
-            return;
-        }
+    let Some(gpu) = adapter().await else {
+        return;
     };
     let mut ops = Ops::new(&gpu).expect("ops");
     let mut rng = StdRng::seed_from_u64(7);
 
-    let (n_heads, n_kv, hd) = (14u32, 2u32, 64u32);
-    let cache = KvCache::new(&gpu, 2, 256, n_kv, hd, KvDtype::preferred(&gpu)).expect("cache");
-    let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
-    for (pos, t) in [(0u32, 85u32), (85, 1), (86, 70)] {
-        let k = random(&mut rng, (t * n_kv * hd) as usize, 1.0);
-        let v = random(&mut rng, k.len(), 1.0);
-        let q = random(&mut rng, (t * n_heads * hd) as usize, 1.0);
-        k_all.extend(&k);
-        v_all.extend(&v);
-        let kb = F32Buffer::from_slice(&gpu, "k", &k).expect("k");
-        let vb = F32Buffer::from_slice(&gpu, "v", &v).expect("v");
-        let qb = F32Buffer::from_slice(&gpu, "q", &q).expect("q");
-        let out = F32Buffer::zeros(&gpu, "attn", q.len()).expect("out");
-        let mut enc = encoder(&gpu);
-        ops.kv_write(&mut enc, &cache, 1, &kb, &vb, pos, t)
-            .expect("kv_write");
-        ops.attention(&mut enc, &qb, &cache, 1, &out, n_heads, pos, t)
-            .expect("attention");
-        submit(&gpu, &mut ops, enc);
-        let want = cpu::attention(
-            &q,
-            &k_all,
-            &v_all,
-            t as usize,
-            n_heads as usize,
-            n_kv as usize,
-            hd as usize,
-            pos as usize,
-        );
-        let tol = if cache.dtype() == KvDtype::F16 {
-            2e-3
-        } else {
-            1e-5
-        };
-        let err = max_err(
-            &format!("attention pos={pos} t={t}"),
-            &out.read(&gpu).await.expect("read"),
-            &want,
-            1.0,
-            tol,
-        );
-        console_log!("attention pos={pos} t={t}: max error {err:.2e}");
-    }
+    check_attention(
+        &gpu,
+        &mut ops,
+        &mut rng,
+        (14, 2, 64),
+        2,
+        1,
+        256,
+        &[(0, 85), (85, 1), (86, 70)],
+    )
+    .await;
 
     for ty in [
         WeightType::Q4K,
@@ -324,22 +319,10 @@ async fn kernels_at_prompt_shapes() {
         // 896 is qwen2-0.5B's width; k-quant rows must be whole 256-blocks.
         let k = if ty.block_elems() == 256 { 1280 } else { 896 };
         let (n, t) = (200usize, 85usize);
-        let w = random(&mut rng, n * k, 1.0);
-        let q = QTensor::quantize(
-            &Tensor::from_vec(w, (n, k), &Device::Cpu).expect("tensor"),
-            ty.ggml(),
-        )
-        .expect("quantize");
-        let deq = q
-            .dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .expect("dequantize");
+        let (bytes, deq) = quantized(&mut rng, ty, n, k);
         let wt = WeightTensor::new(&gpu, "w", ty, n, k).expect("weight");
         let mut writer = wt.writer();
-        writer
-            .write(&gpu, &q.data().expect("bytes"))
-            .expect("write");
+        writer.write(&gpu, &bytes).expect("write");
         writer.finish().expect("finish");
         let x = random(&mut rng, t * k, 1.0);
         let xb = F32Buffer::from_slice(&gpu, "x", &x).expect("x");
