@@ -18,7 +18,7 @@ use m1_engine::model::{GpuModel, GpuModelOptions};
 use serde_json::Value;
 
 mod common;
-use common::{test_model, QWEN, SMOLLM};
+use common::{fixture, test_model, QWEN, SMOLLM};
 
 /// How much of the fixture the greedy check covers: every prompt's 32 tokens on a hardware
 /// GPU (or with M1_GPU_TEST_FULL=1), a short prompt's first `software_tokens` on a software
@@ -31,13 +31,6 @@ fn greedy_plan(gpu: &Gpu, software_tokens: usize) -> (Option<&'static str>, usiz
     } else {
         (Some("plain_list"), software_tokens)
     }
-}
-
-fn fixture() -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_reference.json");
-    let text = std::fs::read_to_string(&path).expect("fixture exists (scripts/llama_reference.py)");
-    serde_json::from_str(&text).expect("fixture is valid JSON")
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -225,7 +218,7 @@ fn check_model(name: &str, software_tokens: usize) {
     if gpus.is_empty() {
         return;
     }
-    let fx = fixture();
+    let fx = fixture().expect("fixture exists (scripts/llama_reference.py)");
     let reference = &fx["models"][name];
     let prompt = ids(&reference["prompts"]["plain_list"]["ids"]);
     let cpu = cpu_logits(&path, &prompt);

@@ -23,6 +23,7 @@ use m1_engine::tokenizer::Tokenizer;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
+mod common;
 #[path = "common/tiny_hf.rs"]
 mod tiny_hf;
 use tiny_hf::{Tiny, LLAMA_TINY, QWEN_TINY};
@@ -88,18 +89,10 @@ fn sha256(path: &Path) -> String {
 }
 
 fn fixture() -> Option<Json> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quantize_reference.json");
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Some(serde_json::from_str(&s).expect("fixture is valid JSON")),
-        Err(_) => {
-            eprintln!(
-                "SKIP: {} not found (run scripts/llama_quantize_reference.py)",
-                path.display()
-            );
-            None
-        }
-    }
+    common::json_fixture(
+        "quantize_reference.json",
+        "scripts/llama_quantize_reference.py",
+    )
 }
 
 fn ids(v: &Json) -> Vec<u32> {

@@ -32,15 +32,18 @@ pub fn test_model(name: &str) -> Option<PathBuf> {
 
 /// llama.cpp's reference tokens (scripts/llama_reference.py), or None with a printed reason.
 pub fn fixture() -> Option<Value> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_reference.json");
+    json_fixture("llama_cpp_reference.json", "scripts/llama_reference.py")
+}
+
+/// `tests/fixtures/<file>`, or None with a printed reason naming the script that writes it.
+pub fn json_fixture(file: &str, script: &str) -> Option<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
     match std::fs::read_to_string(&path) {
         Ok(s) => Some(serde_json::from_str(&s).expect("fixture is valid JSON")),
         Err(_) => {
-            eprintln!(
-                "SKIP: fixture {} not found (run scripts/llama_reference.py)",
-                path.display()
-            );
+            eprintln!("SKIP: fixture {} not found (run {script})", path.display());
             None
         }
     }
