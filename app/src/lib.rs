@@ -2,6 +2,7 @@
 //! Worker, talking through [`protocol`].
 
 pub mod protocol;
+pub mod remedy;
 pub mod samples;
 
 #[cfg(target_arch = "wasm32")]

@@ -121,6 +121,10 @@ pub struct ModelInfo {
     /// Where it computes: the adapter's name, or "CPU (WebAssembly)".
     pub device: String,
     pub load_ms: f64,
+    /// The OPFS cache file it can be loaded from again with no network (after a lost GPU
+    /// device, say); `None` for a picked file or where the cache was unavailable.
+    #[serde(default)]
+    pub cached_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

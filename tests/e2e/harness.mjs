@@ -10,7 +10,9 @@ export const BASE = process.env.M1_BASE_URL ?? 'http://127.0.0.1:8080';
 export const ARTIFACTS = process.env.M1_ARTIFACTS ?? new URL('../artifacts', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-export async function launch() {
+/** `args`: extra Chromium switches; the other options go to the browser context
+ * (viewport, deviceScaleFactor, ...). */
+export async function launch({ args = [], ...options } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'm1-chromium-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
@@ -19,8 +21,10 @@ export async function launch() {
     args: [
       '--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--disable-quic', '--enable-unsafe-webgpu',
+      ...args,
     ],
     viewport: { width: 1280, height: 900 },
+    ...options,
   });
   const requests = [];
   const consoleLines = [];

@@ -8,9 +8,8 @@ use m1_engine::reason::Question;
 use super::engine::EngineHandle;
 use super::state::AppState;
 use crate::protocol::{AskSettings, Request};
+use crate::remedy::{compact, lettered, marks, RowMark, LETTERS};
 use crate::samples::SAMPLES;
-
-const LETTERS: [&str; 8] = ["A", "B", "C", "D", "E", "F", "G", "H"];
 const PRESETS: [u32; 5] = [128, 512, 1024, 4096, 8192];
 
 #[component]
@@ -49,13 +48,10 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
             )));
             return;
         }
-        let opts: Vec<(String, String)> = options
-            .get_untracked()
-            .into_iter()
-            .filter(|t| !t.trim().is_empty())
-            .enumerate()
-            .map(|(i, t)| (LETTERS[i].to_string(), t.trim().to_string()))
-            .collect();
+        // Empty rows go last, so each row keeps the letter it is asked under.
+        let rows = compact(&options.get_untracked());
+        let opts = lettered(&rows);
+        options.set(rows);
         let ctx = context.get_untracked();
         let question = Question {
             question: q.trim().to_string(),
@@ -68,7 +64,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
             seed: seed.get_untracked(),
         };
         let b = budget.get_untracked();
-        state.start_run(b, expected.get_untracked());
+        state.start_run(b, expected.get_untracked(), question.options.clone());
         engine.send(&Request::Ask {
             question,
             settings: AskSettings {
@@ -100,13 +96,24 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
                 on:input=move |ev| { question.set(event_target_value(&ev)); expected.set(None); }></textarea>
             <fieldset class="options">
                 <legend>"Options"</legend>
-                {move || options.get().into_iter().enumerate().map(|(i, text)| view! {
-                    <div class="option-row">
-                        <label for=format!("opt-{i}")>{LETTERS[i]}". "</label>
-                        <input id=format!("opt-{i}") type="text" prop:value=text aria-label=format!("Option {}", LETTERS[i])
-                            on:change=move |ev| options.update(|o| o[i] = event_target_value(&ev)) />
-                    </div>
-                }).collect_view()}
+                {move || {
+                    let rows = options.get();
+                    // After an answer: the model's choice and, for a sample, the correct one.
+                    let marked = match state.summary.get() {
+                        Some(s) => marks(&rows, &state.asked.get(), s.choice.as_deref(), state.expected.get().as_deref()),
+                        None => vec![RowMark::default(); rows.len()],
+                    };
+                    rows.into_iter().zip(LETTERS).zip(marked).enumerate().map(|(i, ((text, letter), m))| view! {
+                        <div class="option-row" class:is-choice=m.chosen class:is-correct=m.correct
+                            aria-current=m.chosen.then_some("true") data-testid=format!("option-row-{i}")>
+                            <label for=format!("opt-{i}")>{letter}". "</label>
+                            <input id=format!("opt-{i}") type="text" prop:value=text aria-label=format!("Option {letter}")
+                                on:change=move |ev| options.update(|o| o[i] = event_target_value(&ev)) />
+                            {m.chosen.then(|| view! { <span class="tag chosen-tag" data-testid="chosen-tag">"Model's choice"</span> })}
+                            {m.correct.then(|| view! { <span class="tag correct-tag" data-testid="correct-tag">"Correct answer"</span> })}
+                        </div>
+                    }).collect_view()
+                }}
                 <div class="row">
                     <button type="button" class="secondary" disabled=move || { options.get().len() >= 5 }
                         on:click=move |_| options.update(|o| o.push(String::new()))>"Add option"</button>

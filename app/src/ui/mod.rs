@@ -11,11 +11,12 @@ use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
 use crate::protocol::{ErrorKind, Event, Request};
+use crate::remedy::{remedy, Remedy};
 use answer::{AnswerPanel, ReasoningPanel};
 use ask::AskForm;
 use device::DevicePanel;
 use engine::EngineHandle;
-use models::{load_listed, load_model_list, ModelPanel};
+use models::{load, load_listed, load_model_list, ModelPanel};
 use state::AppState;
 
 /// `?kiosk=1[&model=ID][&budget=N][&idle=SECONDS]`: a full-screen, large-type page with no
@@ -133,10 +134,41 @@ pub fn App() -> impl IntoView {
             view! { <p class="muted" data-testid="offline-note">"You are offline: cached models still work."</p> }
         })
     };
-    let device_lost = move || {
-        state.error.get().filter(|(k, _)| *k == ErrorKind::DeviceLost).map(|_| {
-            view! { <p class="error">"The GPU was reset. Load the model again to continue."</p> }
-        })
+    // The action that fixes the error on screen: Retry resumes a broken download; after a
+    // lost GPU the model loads again (from the cache copy when there is one).
+    let remedy_engine = engine.clone();
+    let remedy_view = move || {
+        let (kind, _) = state.error.get()?;
+        let lost = (kind == ErrorKind::DeviceLost).then(|| view! {
+            <p class="error" data-testid="device-lost">"The GPU was reset and the model with it. Load the model again to continue."</p>
+        });
+        let action = remedy(kind, state.last_load.get().as_ref()).map(|r| {
+            let engine = remedy_engine.clone();
+            match r {
+                Remedy::Retry(source) => view! {
+                    <button type="button" data-testid="retry" disabled=move || state.loading.get()
+                        on:click=move |_| {
+                            if let Some(e) = &engine {
+                                state.start_load(&source, "Resuming the download…".into());
+                                load(e, source.clone());
+                            }
+                        }>"Retry"</button>
+                }.into_any(),
+                Remedy::Reload(source) => view! {
+                    <button type="button" data-testid="reload-model" disabled=move || state.loading.get()
+                        on:click=move |_| {
+                            if let Some(e) = &engine {
+                                state.start_load(&source, "Loading the model again…".into());
+                                load(e, source.clone());
+                            }
+                        }>"Reload the model"</button>
+                }.into_any(),
+                Remedy::PickAgain => view! {
+                    <p>"Open the model file again to continue."</p>
+                }.into_any(),
+            }
+        });
+        Some(view! { <div class="remedy">{lost}{action}</div> })
     };
     let kiosk_on = kiosk.on;
 
@@ -149,7 +181,7 @@ pub fn App() -> impl IntoView {
             <p role="status" aria-live="polite" data-testid="engine-status">{move || state.status.get()}</p>
             {offline_note}
             {move || state.error.get().map(|(_, e)| view! { <p class="error" role="alert" data-testid="error">{e}</p> })}
-            {device_lost}
+            {remedy_view}
             {engine.map(|engine| view! {
                 {(!kiosk_on).then(|| view! { <ModelPanel engine=engine.clone() state=state list=list /> })}
                 {kiosk_on.then_some(move || state.model.get().map(|m| view! {

@@ -91,17 +91,21 @@ pub async fn load_model_list() -> Vec<ListedModel> {
 }
 
 pub fn load_listed(engine: &EngineHandle, state: &AppState, m: &ListedModel) {
-    state.loading.set(true);
-    state.error.set(None);
-    state.status.set(format!("Loading {}…", m.name));
+    let source = LoadSource::Url {
+        url: m.url.clone(),
+        name: m.name.clone(),
+        size: m.size,
+        sha256: m.sha256.clone(),
+        is_m1: m.is_m1,
+    };
+    state.start_load(&source, format!("Loading {}…", m.name));
+    load(engine, source);
+}
+
+/// Sends a load (a listed or typed URL, a cached copy, or a Retry/Reload of one).
+pub fn load(engine: &EngineHandle, source: LoadSource) {
     engine.send(&Request::Load {
-        source: LoadSource::Url {
-            url: m.url.clone(),
-            name: m.name.clone(),
-            size: m.size,
-            sha256: m.sha256.clone(),
-            is_m1: m.is_m1,
-        },
+        source,
         context: DEFAULT_CONTEXT,
     });
 }
@@ -120,12 +124,11 @@ pub fn ModelPanel(
     let e5 = engine.clone();
     let pick = move |file: web_sys::File| {
         let name = file.name();
-        state.loading.set(true);
-        state.error.set(None);
-        state.status.set(format!("Reading {name}…"));
+        let source = LoadSource::Picked { name: name.clone() };
+        state.start_load(&source, format!("Reading {name}…"));
         e3.send_with_file(
             &Request::Load {
-                source: LoadSource::Picked { name },
+                source,
                 context: DEFAULT_CONTEXT,
             },
             &file,
@@ -249,9 +252,9 @@ fn CacheList(engine: EngineHandle, state: AppState) -> impl IntoView {
                             <span>{c.file.clone()}</span>
                             <span class="muted">{format!(" {} ", fmt_bytes(c.size))}</span>
                             <button class="secondary" disabled=move || state.loading.get() || state.running.get() on:click=move |_| {
-                                state.loading.set(true);
-                                state.status.set(format!("Loading {f1} from the cache…"));
-                                e.send(&Request::Load { source: LoadSource::Cached { file: f1.clone() }, context: DEFAULT_CONTEXT });
+                                let source = LoadSource::Cached { file: f1.clone() };
+                                state.start_load(&source, format!("Loading {f1} from the cache…"));
+                                load(&e, source);
                             }>"Load"</button>
                             <button class="secondary danger" on:click=move |_| e2.send(&Request::DeleteCached { file: f2.clone() })>"Delete"</button>
                         </li>

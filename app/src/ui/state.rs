@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 use m1_engine::reason::{Event as ReasonEvent, StopReason, Summary};
 
-use crate::protocol::{CacheEntry, DeviceInfo, ErrorKind, Event, ModelInfo, Phase};
+use crate::protocol::{CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase};
+use crate::remedy::reload_source;
 
 /// A piece of the reasoning as shown: text, or a marker where the controller intervened.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,11 @@ pub struct AppState {
     pub sampled: RwSignal<usize>,
     pub last_token_ms: RwSignal<f64>,
     pub expected: RwSignal<Option<String>>,
+    /// The options of the run on screen, as sent (letter, text).
+    pub asked: RwSignal<Vec<(String, String)>>,
+    /// Where the current (or last attempted) model loads from again: Retry after a
+    /// network failure, Reload after a lost GPU device.
+    pub last_load: RwSignal<Option<LoadSource>>,
 }
 
 impl AppState {
@@ -78,11 +84,21 @@ impl AppState {
             sampled: RwSignal::new(0),
             last_token_ms: RwSignal::new(0.0),
             expected: RwSignal::new(None),
+            asked: RwSignal::new(Vec::new()),
+            last_load: RwSignal::new(None),
         }
     }
 
     /// Clears the previous answer when a new question starts.
-    pub fn start_run(&self, budget: u32, expected: Option<String>) {
+    /// Marks a load as started; the caller sends the request.
+    pub fn start_load(&self, source: &LoadSource, status: String) {
+        self.loading.set(true);
+        self.error.set(None);
+        self.status.set(status);
+        self.last_load.set(Some(source.clone()));
+    }
+
+    pub fn start_run(&self, budget: u32, expected: Option<String>, asked: Vec<(String, String)>) {
         self.running.set(true);
         self.error.set(None);
         self.pieces.set(Vec::new());
@@ -95,6 +111,7 @@ impl AppState {
         self.sampled.set(0);
         self.run_started_ms.set(now_ms());
         self.expected.set(expected);
+        self.asked.set(asked);
         self.status.set("Reading the question…".into());
     }
 
@@ -140,6 +157,8 @@ impl AppState {
                     "{} is loaded ({}). Ask a question.",
                     model.name, model.device
                 ));
+                self.last_load
+                    .update(|l| *l = reload_source(l.take(), &model));
                 self.model.set(Some(model));
             }
             Event::Cache {

@@ -150,13 +150,14 @@ impl CacheWriter {
         let (usage, quota) = estimate().await;
         if let (Some(u), Some(q)) = (usage, quota) {
             if q.saturating_sub(u) < size {
+                let mb = |b: u64| format!("{:.0} MB", b as f64 / 1e6);
                 return Err(CacheError::Quota(format!(
-                    "the model needs {} MB but this site may store only {} MB more (quota {} MB, used {} MB); \
-                     free space or delete cached models",
-                    size / 1_000_000,
-                    q.saturating_sub(u) / 1_000_000,
-                    q / 1_000_000,
-                    u / 1_000_000
+                    "This model won't fit: it needs {} but this site may store only {} more \
+                     (quota {}, {} used). Free disk space or delete cached models, then load it again.",
+                    mb(size),
+                    mb(q.saturating_sub(u)),
+                    mb(q),
+                    mb(u)
                 )));
             }
         }
@@ -186,19 +187,38 @@ impl CacheWriter {
         let n = self
             .handle
             .write_with_u8_array_and_options(bytes, &opts)
-            .map_err(|e| {
-                format!(
-                    "writing the cache copy failed (storage full?): {}",
-                    describe(&e)
-                )
-            })?;
+            .map_err(|e| describe(&e))?;
         if n as usize != bytes.len() {
-            return Err(format!(
-                "the cache accepted {n} of {} bytes: storage is full",
-                bytes.len()
-            ));
+            return Err(format!("the cache accepted {n} of {} bytes", bytes.len()));
         }
         self.cover(offset, offset + bytes.len() as u64);
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// From `pos` (before `end`): whether the copy already holds that byte, and where that
+    /// run (held or missing) stops.
+    pub fn run_at(&self, pos: u64, end: u64) -> (bool, u64) {
+        run_at(&self.covered, pos, end)
+    }
+
+    /// Reads bytes the copy already holds (a resumed download).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let opts = FileSystemReadWriteOptions::new();
+        opts.set_at(offset as f64);
+        let n = self
+            .handle
+            .read_with_u8_array_and_options(buf, &opts)
+            .map_err(|e| format!("reading the partial cache copy failed: {}", describe(&e)))?;
+        if n as usize != buf.len() {
+            return Err(format!(
+                "the partial cache copy gave {n} of {} bytes at byte {offset}",
+                buf.len()
+            ));
+        }
         Ok(())
     }
 
@@ -318,6 +338,19 @@ impl CacheWriter {
         self.handle.close();
         let _ = delete(&self.file).await;
     }
+}
+
+/// See [`CacheWriter::run_at`]; `covered` is sorted and merged.
+fn run_at(covered: &[(u64, u64)], pos: u64, end: u64) -> (bool, u64) {
+    for &(s, e) in covered {
+        if pos < s {
+            return (false, s.min(end));
+        }
+        if pos < e {
+            return (true, e.min(end));
+        }
+    }
+    (false, end)
 }
 
 #[derive(Debug)]

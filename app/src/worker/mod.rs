@@ -35,6 +35,14 @@ struct State {
     /// An answer or a load is running (the session is taken out of the state meanwhile).
     busy: bool,
     stop: Rc<Cell<bool>>,
+    /// The cache copy of a download the network broke off, kept so that a Retry of the
+    /// same URL resumes from the bytes already stored instead of from byte 0.
+    partial: Option<Partial>,
+}
+
+struct Partial {
+    url: String,
+    writer: cache::CacheWriter,
 }
 
 thread_local! {
@@ -212,7 +220,7 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
     let t0 = now_ms();
     let result = load_inner(source, file, context as usize).await;
     match result {
-        Ok((session, name, is_m1, file_bytes)) => {
+        Ok((session, name, is_m1, file_bytes, cached_as)) => {
             // wgpu's web backend leaves the adapter name empty; use the probe's label.
             let device = match (session.device_name(), with_state(|s| s.device.clone())) {
                 (n, Some(DeviceInfo::WebGpu { adapter })) if n.is_empty() => adapter.name,
@@ -227,17 +235,21 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
                 context: m1_engine::backend::Backend::context_len(&session.backend) as u32,
                 device,
                 load_ms: now_ms() - t0,
+                cached_as: cached_as.clone(),
             };
             if let session::AnyBackend::Gpu(b) = &session.backend {
                 b.model().gpu().on_device_lost(|message| {
                     post_error(
                         ErrorKind::DeviceLost,
-                        format!("the GPU device was lost ({message}); load the model again"),
+                        format!("The GPU device was lost ({message})."),
                     )
                 });
             }
             with_state(|s| s.session = Some(session));
             post(&Event::Loaded { model: info });
+            if cached_as.is_some() {
+                post_cache().await;
+            }
         }
         Err((kind, message)) => post_error(kind, message),
     }
@@ -247,7 +259,9 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
     });
 }
 
-type Loaded = (Session, String, bool, u64);
+/// The session, its name, whether it is m1, its size, and the cache file it can be
+/// loaded from again.
+type Loaded = (Session, String, bool, u64, Option<String>);
 
 async fn load_inner(
     source: LoadSource,
@@ -264,23 +278,40 @@ async fn load_inner(
         } => {
             let control = LoadControl::new(Phase::Download);
             with_state(|s| s.loading = Some(control.clone()));
-            let mut src = HttpSource::open(&url, size, control.clone())
-                .await
-                .map_err(failure)?;
+            let partial = with_state(|s| s.partial.take());
+            let mut src = match HttpSource::open(&url, size, control.clone()).await {
+                Ok(src) => src,
+                Err(f) => {
+                    // Still offline: what was stored stays for the next Retry.
+                    with_state(|s| s.partial = partial);
+                    return Err(failure(f));
+                }
+            };
             let total = src.size();
             let cache_name = file_name(&name, &url);
-            match cache::CacheWriter::create(&cache_name, total).await {
-                Ok(w) => src.mirror_into(w),
-                Err(cache::CacheError::Quota(m)) => return Err((ErrorKind::Quota, m)),
-                // No OPFS (private mode, old browser): still load, just not for offline use.
-                Err(e) => web_sys::console::warn_1(&format!("model cache unavailable: {e}").into()),
+            match partial {
+                Some(p) if p.url == url && p.writer.size() == total => src.mirror_into(p.writer),
+                stale => {
+                    if let Some(p) = stale {
+                        p.writer.abandon().await;
+                    }
+                    match cache::CacheWriter::create(&cache_name, total).await {
+                        Ok(w) => src.mirror_into(w),
+                        Err(cache::CacheError::Quota(m)) => return Err((ErrorKind::Quota, m)),
+                        // No OPFS (private mode, old browser): still load, just not for offline use.
+                        Err(e) => web_sys::console::warn_1(
+                            &format!("model cache unavailable: {e}").into(),
+                        ),
+                    }
+                }
             }
             let session = read_model(&mut src, context).await;
             let session = match session {
                 Ok(s) => s,
-                Err(e) => return Err(abandon(&mut src, e).await),
+                Err(e) => return Err(abandon(&mut src, &url, e).await),
             };
             // Bytes the loader skipped (padding) complete the cache copy before verifying.
+            let mut cached_as = None;
             if let Some(w) = src.take_cache() {
                 let gaps = w.gaps();
                 src.mirror_into(w);
@@ -290,27 +321,30 @@ async fn load_inner(
                     while at < end {
                         let n = ((end - at) as usize).min(buf.len());
                         if let Err(e) = src.read_at(at, &mut buf[..n]).await {
-                            return Err(abandon(&mut src, LoadError::Read(e)).await);
+                            return Err(abandon(&mut src, &url, LoadError::Read(e)).await);
                         }
                         at += n as u64;
                     }
                 }
                 if let Some(w) = src.take_cache() {
                     let verify = LoadControl::new(Phase::Verify);
-                    if let Err(e) = w
+                    match w
                         .finish(sha256.as_deref(), is_m1, |d, t| verify.advance(d, t))
                         .await
                     {
-                        let kind = match e {
-                            cache::CacheError::Quota(_) => ErrorKind::Quota,
-                            cache::CacheError::Corrupt(_) => ErrorKind::BadModel,
-                            cache::CacheError::Other(_) => ErrorKind::Internal,
-                        };
-                        return Err((kind, e.to_string()));
+                        Ok(entry) => cached_as = Some(entry.file),
+                        Err(e) => {
+                            let kind = match e {
+                                cache::CacheError::Quota(_) => ErrorKind::Quota,
+                                cache::CacheError::Corrupt(_) => ErrorKind::BadModel,
+                                cache::CacheError::Other(_) => ErrorKind::Internal,
+                            };
+                            return Err((kind, e.to_string()));
+                        }
                     }
                 }
             }
-            Ok((session, name, is_m1, total))
+            Ok((session, name, is_m1, total, cached_as))
         }
         LoadSource::Cached { file: name } => {
             let entry = cache::entry(&name).await.ok_or((
@@ -326,7 +360,7 @@ async fn load_inner(
             let session = read_model(&mut src, context)
                 .await
                 .map_err(|e| explain(e, src.failure.clone()))?;
-            Ok((session, name, entry.is_m1, entry.size))
+            Ok((session, name.clone(), entry.is_m1, entry.size, Some(name)))
         }
         LoadSource::Picked { name } => {
             let file = file.ok_or((
@@ -342,17 +376,23 @@ async fn load_inner(
                 .map_err(|e| explain(e, src.failure.clone()))?;
             // A picked file is m1 only if it says so; the name is the user's, not proof.
             let is_m1 = name.to_lowercase().starts_with("m1");
-            Ok((session, name, is_m1, size))
+            Ok((session, name, is_m1, size, None))
         }
     }
 }
 
-/// A failed download keeps nothing half-trusted: the partial cache copy is dropped (Range
-/// requests make a retry resume cheaply from the server), and the error is explained.
-async fn abandon(src: &mut HttpSource, e: LoadError) -> (ErrorKind, String) {
+/// A download the network broke off keeps its partial cache copy for a Retry of the same
+/// URL, which resumes from the bytes stored; any other failure (cancel, bad model, full
+/// storage) drops the copy, so nothing half-written is ever trusted.
+async fn abandon(src: &mut HttpSource, url: &str, e: LoadError) -> (ErrorKind, String) {
     let fail = src.failure.clone();
-    if let Some(w) = src.take_cache() {
-        w.abandon().await;
+    if let Some(writer) = src.take_cache() {
+        if matches!(fail, Some(Failure::Network(_))) {
+            let url = url.to_string();
+            with_state(|s| s.partial = Some(Partial { url, writer }));
+        } else {
+            writer.abandon().await;
+        }
     }
     explain(e, fail)
 }

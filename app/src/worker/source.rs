@@ -127,11 +127,62 @@ impl HttpSource {
     }
 }
 
+impl HttpSource {
+    /// One network read with retries; the bytes also go into the cache copy.
+    async fn fetch_retrying(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let mut last = String::new();
+        for attempt in 0..RETRIES {
+            if self.control.cancelled.get() {
+                self.failure = Some(Failure::Cancelled);
+                return Err("cancelled".into());
+            }
+            match self.read_once(offset, buf).await {
+                Ok(()) => {
+                    if let Some(cache) = &mut self.cache {
+                        if let Err(e) = cache.write_at(offset, buf) {
+                            // Chromium's estimate() reports a fixed quota, so a full
+                            // store may first show here.
+                            let message = format!(
+                                "This model won't fit in this site's storage: saving it failed at {} of {} ({e}). \
+                                 Free disk space or delete cached models, then load it again.",
+                                fmt_mb(offset),
+                                fmt_mb(self.size)
+                            );
+                            self.failure = Some(Failure::Cache(message.clone()));
+                            return Err(message);
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+            // 0.5 s, 1 s, 2 s: rides out a flaky connection without hammering it.
+            if attempt + 1 < RETRIES {
+                sleep_ms(500 << attempt).await;
+            }
+        }
+        let message = format!(
+            "The download stopped: the network failed at {} of {} after {RETRIES} tries ({last}). \
+             Retry resumes from there.",
+            fmt_mb(offset),
+            fmt_mb(self.size)
+        );
+        self.failure = Some(Failure::Network(message.clone()));
+        Err(message)
+    }
+}
+
+fn fmt_mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 impl ByteSource for HttpSource {
     fn size(&self) -> u64 {
         self.size
     }
 
+    /// Bytes already in the cache copy (a resumed download) are read from there; only the
+    /// rest crosses the network.
     async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
         let len = buf.len() as u64;
         let io = |message: String| GgufError::Io {
@@ -139,36 +190,26 @@ impl ByteSource for HttpSource {
             len,
             message,
         };
-        let mut last = String::new();
-        for attempt in 0..RETRIES {
-            if self.control.cancelled.get() {
-                self.failure = Some(Failure::Cancelled);
-                return Err(io("cancelled".into()));
-            }
-            match self.read_once(offset, buf).await {
-                Ok(()) => {
-                    if let Some(cache) = &mut self.cache {
-                        if let Err(e) = cache.write_at(offset, buf) {
-                            self.failure = Some(Failure::Cache(e.clone()));
-                            return Err(io(e));
-                        }
-                    }
-                    self.control.advance(offset + buf.len() as u64, self.size);
-                    return Ok(());
-                }
-                Err(e) => {
-                    last = e;
-                    // 0.5 s, 1 s, 2 s: rides out a flaky connection without hammering it.
-                    sleep_ms(500 << attempt).await;
-                }
-            }
+        if self.control.cancelled.get() {
+            self.failure = Some(Failure::Cancelled);
+            return Err(io("cancelled".into()));
         }
-        let message = format!(
-            "the network failed at byte {offset} of {} after {RETRIES} tries ({last}); Retry resumes from the cache",
-            self.size
-        );
-        self.failure = Some(Failure::Network(message.clone()));
-        Err(io(message))
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            let (cached, run_end) = match &self.cache {
+                Some(c) => c.run_at(at, end),
+                None => (false, end),
+            };
+            let piece = &mut buf[(at - offset) as usize..(run_end - offset) as usize];
+            match (&self.cache, cached) {
+                (Some(c), true) => c.read_at(at, piece).map_err(io)?,
+                _ => self.fetch_retrying(at, piece).await.map_err(io)?,
+            }
+            at = run_end;
+        }
+        self.control.advance(end, self.size);
+        Ok(())
     }
 }
 

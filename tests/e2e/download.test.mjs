@@ -1,0 +1,165 @@
+// Downloads that meet a bad network or a full disk: dropped Range requests are retried at
+// the same offset; a connection that stays down ends in a clear message whose Retry
+// resumes where the download stopped (the bytes already stored come from OPFS); a model
+// that cannot fit in the site's storage quota is refused before its first byte.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { launch, BASE, screenshot } from './harness.mjs';
+
+const FILE = 'smollm2-135m-instruct-q4_1.gguf';
+const SIZE = 98_362_432;
+const SHA256 = readFileSync(new URL(`../../.cache/models/${FILE}.sha256`, import.meta.url), 'utf8').trim().split(/\s+/)[0];
+const LOAD_TIMEOUT = 120_000;
+
+/** Routes the model's requests through `decide(start, end)`, which may abort them. */
+async function routeModel(context, decide) {
+  const ranges = [];
+  await context.route(`**/models/${FILE}`, async (route) => {
+    const m = /bytes=(\d+)-(\d+)/.exec(route.request().headers().range ?? '');
+    const r = m ? { start: Number(m[1]), end: Number(m[2]) + 1 } : { start: 0, end: SIZE, whole: true };
+    const fail = decide(r);
+    ranges.push({ ...r, failed: fail });
+    if (fail) await route.abort('connectionreset');
+    else await route.continue();
+  });
+  return ranges;
+}
+
+async function ready(page) {
+  await page.goto(BASE);
+  await page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+}
+
+/** The OPFS cache's record of a completed, verified copy. */
+async function cachedEntry(page) {
+  return page.evaluate(async (file) => {
+    const root = await navigator.storage.getDirectory();
+    const dir = await root.getDirectoryHandle('models');
+    const index = JSON.parse(await (await (await dir.getFileHandle('index.json')).getFile()).text());
+    const entry = index.entries.find((e) => e.file === file);
+    const copy = entry && await (await dir.getFileHandle(file)).getFile();
+    return entry && { ...entry, bytes: copy.size };
+  }, FILE);
+}
+
+const isProbe = (r) => r.start === 0 && r.end === 1;
+
+test('dropped Range requests are retried at the same offset and the cached copy verifies', async () => {
+  const b = await launch();
+  try {
+    await ready(b.page);
+    let n = 0;
+    // The 3rd, 4th and 5th requests fail: one chunk fails three times, the 4th try gets it.
+    const ranges = await routeModel(b.context, () => { n += 1; return n >= 3 && n <= 5; });
+    const t0 = Date.now();
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+    await b.page.getByTestId('loaded-model').or(b.page.getByTestId('error')).waitFor({ timeout: LOAD_TIMEOUT });
+    assert.equal(await b.page.getByTestId('error').count(), 0, `the load failed: ${await b.page.getByTestId('error').allTextContents()}`);
+    console.log(`loaded through 3 dropped requests in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${ranges.length} requests`);
+    assert.ok(ranges.length > 6, `the worker's fetches were not routed: ${JSON.stringify(ranges)}`);
+    assert.ok(ranges.every((r) => !r.whole), 'a request without a Range header');
+    const failed = ranges.filter((r) => r.failed);
+    assert.equal(failed.length, 3);
+    assert.deepEqual(ranges.slice(2, 6).map((r) => [r.start, r.end]), Array(4).fill([ranges[2].start, ranges[2].end]),
+      'the retries did not ask for the same bytes again');
+    const entry = await cachedEntry(b.page);
+    assert.ok(entry, 'the model was not recorded in the cache');
+    assert.equal(entry.bytes, SIZE);
+    assert.equal(entry.sha256, SHA256, 'the cached copy assembled across retries is not the file served');
+  } finally {
+    await b.close();
+  }
+});
+
+test('a connection that stays down gives a network error whose Retry resumes, not restarts', async () => {
+  const b = await launch();
+  try {
+    await ready(b.page);
+    const CUT = 24 << 20;
+    let down = true;
+    const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+    const error = b.page.getByTestId('error');
+    await error.waitFor({ timeout: LOAD_TIMEOUT });
+    assert.match(await error.textContent(), /network failed at [\d.]+ MB of 98\.4 MB after 4 tries.*Retry resumes/);
+    const retry = b.page.getByRole('button', { name: 'Retry' });
+    assert.ok(await retry.isVisible(), 'no Retry next to the network error');
+    const stoppedAt = ranges.find((r) => r.failed).start;
+    assert.ok(stoppedAt > 0 && stoppedAt < CUT, `stopped at ${stoppedAt}`);
+    await screenshot(b.page, 'download-network-error-1280');
+    await b.page.setViewportSize({ width: 390, height: 844 });
+    await screenshot(b.page, 'download-network-error-390');
+    await b.page.setViewportSize({ width: 1280, height: 900 });
+
+    down = false;
+    const before = ranges.length;
+    await retry.click();
+    await b.page.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
+    const after = ranges.slice(before).filter((r) => !isProbe(r));
+    assert.equal(after[0].start, stoppedAt, `Retry did not resume at byte ${stoppedAt}: ${JSON.stringify(after.slice(0, 3))}`);
+    // Below the resume point only what the first try never fetched (padding) may be asked again.
+    const again = after.filter((r) => r.start < stoppedAt).reduce((s, r) => s + Math.min(r.end, stoppedAt) - r.start, 0);
+    assert.ok(again < 1 << 20, `Retry fetched ${again} bytes that were already stored`);
+    const entry = await cachedEntry(b.page);
+    assert.equal(entry?.sha256, SHA256, 'the resumed copy is not the file served');
+    assert.equal(await b.page.getByTestId('error').count(), 0, 'the error stayed after a successful Retry');
+  } finally {
+    await b.close();
+  }
+});
+
+/** Lowers this origin's storage quota in the browser itself (DevTools' quota override). */
+async function lowerQuota(b, bytes) {
+  const cdp = await b.context.newCDPSession(b.page);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(BASE).origin, quotaSize: bytes });
+}
+
+test('a model larger than the reported storage quota is refused before the download, naming the sizes', async () => {
+  // Chromium reports a fixed quota (usage + 10 GiB) unless this feature is off; other
+  // browsers report the real one, which is what the check before the download reads.
+  const b = await launch({ args: ['--disable-features=StaticStorageQuota'] });
+  try {
+    await ready(b.page);
+    await lowerQuota(b, 40_000_000);
+    const ranges = await routeModel(b.context, () => false);
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+    const error = b.page.getByTestId('error');
+    await error.waitFor({ timeout: 30_000 });
+    assert.match(await error.textContent(),
+      /won't fit: it needs 98 MB but this site may store only \d+ MB more \(quota 40 MB, \d+ MB used\)/);
+    assert.deepEqual(ranges.filter((r) => !isProbe(r)), [], 'model bytes were downloaded before the quota check');
+    assert.equal(await b.page.getByTestId('loaded-model').count(), 0);
+    assert.equal(await b.page.getByRole('button', { name: 'Retry' }).count(), 0, 'Retry offered for a full store');
+    await screenshot(b.page, 'download-quota-1280');
+    await b.page.setViewportSize({ width: 390, height: 844 });
+    await screenshot(b.page, 'download-quota-390');
+  } finally {
+    await b.close();
+  }
+});
+
+test('a store that fills up during the download stops at once and keeps no partial copy', async () => {
+  // Chromium's default: estimate() says 10 GiB is free, the enforced quota says otherwise.
+  const b = await launch();
+  try {
+    await ready(b.page);
+    await lowerQuota(b, 40_000_000);
+    const ranges = await routeModel(b.context, () => false);
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+    const error = b.page.getByTestId('error');
+    await error.waitFor({ timeout: 60_000 });
+    assert.match(await error.textContent(), /won't fit in this site's storage: saving it failed at [\d.]+ MB of 98\.4 MB/);
+    const fetched = ranges.filter((r) => !isProbe(r)).reduce((s, r) => s + r.end - r.start, 0);
+    assert.ok(fetched <= 40_000_000 + (8 << 20), `kept downloading after the store was full: ${fetched} bytes`);
+    const left = await b.page.evaluate(async (file) => {
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
+      const names = [];
+      for await (const name of dir.keys()) names.push(name);
+      return names.filter((n) => n === file);
+    }, FILE);
+    assert.deepEqual(left, [], 'a partial copy was left in the cache');
+  } finally {
+    await b.close();
+  }
+});
