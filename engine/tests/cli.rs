@@ -746,3 +746,86 @@ fn browser_parity_fixture_is_the_native_gpu_run() {
          purpose, rerun with M1_UPDATE_FIXTURES=1 and check the browser test still agrees"
     );
 }
+
+/// Too little GPU memory: the load stops at the first allocation the device refuses and the
+/// message names that tensor, what was already placed and what the whole model needs.
+///
+/// Provoked for real rather than simulated: on a software Vulkan device (lavapipe, CI's
+/// adapter) GPU memory is process memory, so capping the address space (RLIMIT_AS) makes
+/// the driver refuse allocations part-way through the weights. The cap has to leave room
+/// for the process itself (binary, driver, thread stacks), which varies by build and
+/// machine, so it is stepped up until the failure lands inside the load. On a real GPU the
+/// cap does not limit device memory and the test skips.
+#[test]
+fn too_little_gpu_memory_names_the_tensor_and_the_sizes() {
+    let Some(path) = test_model(QWEN) else { return };
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIP: no prlimit (util-linux)");
+        return;
+    }
+    let mut seen = Vec::new();
+    for cap_mib in (800u64..=3000).step_by(100) {
+        let out = Command::new("prlimit")
+            .arg(format!("--as={}", cap_mib << 20))
+            .arg(env!("CARGO_BIN_EXE_m1"))
+            .args(["ask", "-m", path.to_str().unwrap(), "-q", "Q?"])
+            .args(["--budget", "1", "--max-answer-tokens", "1", "--ctx", "512"])
+            .env("NO_COLOR", "1")
+            // Fixed thread counts keep the process's own address space the same everywhere.
+            .env("LP_NUM_THREADS", "2")
+            .env("MALLOC_ARENA_MAX", "2")
+            .output()
+            .expect("prlimit runs the m1 binary");
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked"),
+            "a panic at a {cap_mib} MiB cap:\n{err}"
+        );
+        if err.contains("out of GPU memory") {
+            eprintln!("{cap_mib} MiB cap: {}", err.trim());
+            assert_exit(&out, 3, "out of GPU memory allocating ");
+            // "... allocating blk.5.ffn_up.weight (2.9 MiB) with 120.5 MiB of the model's
+            // 475.2 MiB already on the GPU (469.2 MiB of weights and a 6.0 MiB KV cache for
+            // 512 positions) ..."
+            let numbers: Vec<f64> = err
+                .split(" MiB")
+                .filter_map(|piece| piece.rsplit([' ', '(']).next()?.parse().ok())
+                .collect();
+            assert_eq!(numbers.len(), 5, "five sizes in MiB: {err}");
+            let (placed, needed, weights, kv) = (numbers[1], numbers[2], numbers[3], numbers[4]);
+            // The file holds 463.0 MiB of tensor data; f32 norms and biases add a little.
+            assert!(
+                (463.0..470.0).contains(&weights),
+                "weights {weights} MiB: {err}"
+            );
+            // 24 layers x 2 (K, V) x 512 positions x 2 KV heads x 64 x 2 or 4 bytes.
+            assert!(kv == 6.0 || kv == 12.0, "KV cache {kv} MiB: {err}");
+            assert!((needed - weights - kv).abs() < 0.15, "{err}");
+            assert!(placed < needed, "{err}");
+            assert!(err.contains("for 512 positions"), "{err}");
+            return;
+        }
+        if err.contains("no usable GPU") {
+            // The adapter itself could not be opened under this cap (the CLI fell back to
+            // the CPU, which then failed or ran): the cap is still too low to reach the load.
+            seen.push(format!("{cap_mib}: fell back to the CPU"));
+            continue;
+        }
+        if out.status.success() {
+            if seen.is_empty() {
+                eprintln!("SKIP: the address-space cap does not limit this GPU's memory");
+                return;
+            }
+            panic!(
+                "the model loaded and answered at a {cap_mib} MiB cap without any cap \
+                 before it failing inside the load; caps tried: {seen:?}"
+            );
+        }
+        seen.push(format!(
+            "{cap_mib}: exit {:?}, {}",
+            out.status.code(),
+            err.lines().last().unwrap_or("")
+        ));
+    }
+    panic!("no cap up to 3000 MiB reached the load; caps tried: {seen:?}");
+}

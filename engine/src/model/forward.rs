@@ -38,10 +38,22 @@ pub enum ModelError {
     #[error("tensor {name:?} is {ty}; norm weights and biases must be F32, F16 or BF16")]
     UnsupportedVectorType { name: String, ty: String },
 
-    #[error("out of GPU memory allocating {what} ({bytes} bytes): {message}")]
+    #[error(
+        "out of GPU memory allocating {what} ({}) with {} of the model's {} already on the GPU \
+         ({} of weights and a {} KV cache for {context} positions); a shorter context or a \
+         smaller quantization needs less ({message})",
+        mib(*bytes), mib(*placed), mib(*needed), mib(*weights), mib(*kv_cache)
+    )]
     OutOfMemory {
         what: String,
         bytes: u64,
+        /// GPU bytes this load had allocated before the failure.
+        placed: u64,
+        /// GPU bytes the model needs: `weights + kv_cache` (activations come on top).
+        needed: u64,
+        weights: u64,
+        kv_cache: u64,
+        context: usize,
         message: String,
     },
 
@@ -54,6 +66,20 @@ pub enum ModelError {
         expected: u64,
         got: u64,
     },
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// What a load has placed on the GPU so far against what the whole model needs, so an
+/// out-of-memory error can say how far short the device fell.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    placed: u64,
+    weights: u64,
+    kv_cache: u64,
+    context: usize,
 }
 
 /// Options for [`GpuModel::load`].
@@ -227,8 +253,10 @@ fn vector_to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>, ModelError
 
 /// Runs `f` (which allocates and fills GPU buffers) inside out-of-memory and validation error
 /// scopes, so a failed allocation is reported against the tensor that caused it.
+/// Counts `bytes` into `tally` when it succeeds.
 async fn scoped<T>(
     gpu: &Gpu,
+    tally: &mut Tally,
     what: &str,
     bytes: u64,
     f: impl std::future::Future<Output = Result<T, ModelError>>,
@@ -243,6 +271,11 @@ async fn scoped<T>(
         return Err(ModelError::OutOfMemory {
             what: what.to_string(),
             bytes,
+            placed: tally.placed,
+            needed: tally.weights + tally.kv_cache,
+            weights: tally.weights,
+            kv_cache: tally.kv_cache,
+            context: tally.context,
             message: e.to_string(),
         });
     }
@@ -252,6 +285,7 @@ async fn scoped<T>(
             message: e.to_string(),
         });
     }
+    tally.placed += bytes;
     Ok(value)
 }
 
@@ -313,6 +347,49 @@ impl GpuModel {
                 });
             }
         }
+        let n_ctx = options
+            .context
+            .unwrap_or(DEFAULT_CONTEXT)
+            .clamp(1, config.context_length);
+        let max_prefill = options.max_prefill.clamp(1, n_ctx);
+        let kv_dtype = options.kv_dtype.unwrap_or_else(|| KvDtype::preferred(&gpu));
+        let u32_of = |what: &'static str, v: usize| {
+            u32::try_from(v).map_err(|_| GpuError::OutOfRange {
+                op: "GpuModel::load",
+                what,
+                value: v as u64,
+                min: 1,
+                max: u64::from(u32::MAX),
+            })
+        };
+        let n_ctx32 = u32_of("context", n_ctx)?;
+        let (n_kv, head_dim) = (
+            u32_of("head_count_kv", config.n_head_kv)?,
+            u32_of("head_dim", config.head_dim)?,
+        );
+        let kv_bytes = 2
+            * config.n_layer as u64
+            * u64::from(n_ctx32)
+            * u64::from(n_kv)
+            * u64::from(head_dim)
+            * kv_dtype.bytes();
+        // Everything the model will hold, known before the first byte is read.
+        let mut tally = Tally {
+            weights: table
+                .all()
+                .map(|spec| {
+                    let info = spec.resolve(header)?;
+                    Ok(if is_vector(info) {
+                        4 * info.dims.iter().product::<u64>()
+                    } else {
+                        info.size
+                    })
+                })
+                .sum::<Result<u64, ModelError>>()?,
+            kv_cache: kv_bytes,
+            context: n_ctx,
+            placed: 0,
+        };
         let wanted: std::collections::HashSet<&str> =
             table.all().map(|s| s.name.as_str()).collect();
         let mut stream = TensorStream::new(header, source, options.chunk_bytes)
@@ -332,9 +409,13 @@ impl GpuModel {
                     last = c.last;
                 }
                 let values = vector_to_f32(&info, &data)?;
-                let buffer = scoped(&gpu, &info.name, values.len() as u64 * 4, async {
-                    Ok(F32Buffer::from_slice(&gpu, &info.name, &values)?)
-                })
+                let buffer = scoped(
+                    &gpu,
+                    &mut tally,
+                    &info.name,
+                    values.len() as u64 * 4,
+                    async { Ok(F32Buffer::from_slice(&gpu, &info.name, &values)?) },
+                )
                 .await?;
                 up.vectors.insert(info.name.clone(), buffer);
                 continue;
@@ -342,7 +423,7 @@ impl GpuModel {
             let ty = WeightType::from_gguf_id(info.ggml_type.id())?;
             let cols = info.dims.first().copied().unwrap_or(1) as usize;
             let rows = info.dims.iter().skip(1).product::<u64>() as usize;
-            let weight = scoped(&gpu, &info.name, info.size, async {
+            let weight = scoped(&gpu, &mut tally, &info.name, info.size, async {
                 let w = WeightTensor::new(&gpu, &info.name, ty, rows, cols)?;
                 {
                     let mut writer = w.writer();
@@ -395,33 +476,7 @@ impl GpuModel {
         };
         let output_norm = up.vector(&table.output_norm.name)?;
 
-        let n_ctx = options
-            .context
-            .unwrap_or(DEFAULT_CONTEXT)
-            .clamp(1, config.context_length);
-        let max_prefill = options.max_prefill.clamp(1, n_ctx);
-        let kv_dtype = options.kv_dtype.unwrap_or_else(|| KvDtype::preferred(&gpu));
-        let u32_of = |what: &'static str, v: usize| {
-            u32::try_from(v).map_err(|_| GpuError::OutOfRange {
-                op: "GpuModel::load",
-                what,
-                value: v as u64,
-                min: 1,
-                max: u64::from(u32::MAX),
-            })
-        };
-        let n_ctx32 = u32_of("context", n_ctx)?;
-        let (n_kv, head_dim) = (
-            u32_of("head_count_kv", config.n_head_kv)?,
-            u32_of("head_dim", config.head_dim)?,
-        );
-        let kv_bytes = 2
-            * config.n_layer as u64
-            * u64::from(n_ctx32)
-            * u64::from(n_kv)
-            * u64::from(head_dim)
-            * kv_dtype.bytes();
-        let cache = scoped(&gpu, "KV cache", kv_bytes, async {
+        let cache = scoped(&gpu, &mut tally, "KV cache", kv_bytes, async {
             Ok(KvCache::new(
                 &gpu,
                 config.n_layer,
@@ -432,7 +487,7 @@ impl GpuModel {
             )?)
         })
         .await?;
-        let scratch = scoped(&gpu, "activations", 0, async {
+        let scratch = scoped(&gpu, &mut tally, "activations", 0, async {
             Ok(Scratch::new(&gpu, &config, max_prefill)?)
         })
         .await?;
