@@ -125,6 +125,18 @@ pub struct ModelInfo {
     /// device, say); `None` for a picked file or where the cache was unavailable.
     #[serde(default)]
     pub cached_as: Option<String>,
+    /// What the model holds on the GPU; `None` on the CPU path.
+    #[serde(default)]
+    pub gpu_memory: Option<GpuMemory>,
+}
+
+/// GPU bytes of a loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GpuMemory {
+    /// The weights, still quantized: about their bytes in the file.
+    pub weights: u64,
+    /// The KV cache and the activations.
+    pub state: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

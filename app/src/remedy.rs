@@ -128,6 +128,7 @@ mod tests {
             device: "GPU".into(),
             load_ms: 1.0,
             cached_as: Some("m.gguf".into()),
+            gpu_memory: None,
         };
         let again = reload_source(Some(url()), &model);
         assert_eq!(

@@ -56,6 +56,13 @@ try {
   const loadWallS = (Date.now() - t0) / 1000;
   const loaded = (await b.page.getByTestId('loaded-model').textContent()).trim();
   const loadS = parseFloat(loaded.match(/loaded in ([\d.]+) s/)?.[1] ?? 'NaN');
+  // "on the GPU: 463 MB of weights, 60 MB of cache and activations"; absent on the CPU path.
+  const mb = (re) => {
+    const m = loaded.match(re);
+    return m ? parseFloat(m[1]) * (m[2] === 'GB' ? 1000 : 1) : null;
+  };
+  const gpuWeightsMb = mb(/on the GPU: ([\d.]+) (MB|GB) of weights/);
+  const gpuStateMb = mb(/([\d.]+) (MB|GB) of cache and activations/);
   const fileBytes = await b.page.evaluate(async (name) => {
     const list = await (await fetch('models/index.json')).json();
     return list.find((m) => m.file.toLowerCase().startsWith(name.toLowerCase().replace(/\s.*/, '')))?.size ?? null;
@@ -74,6 +81,9 @@ try {
     load_s: loadS,
     load_wall_s: loadWallS,
     load_mb_per_s: fileBytes ? fileBytes / 1e6 / loadS : null,
+    gpu_weights_mb: gpuWeightsMb,
+    gpu_state_mb: gpuStateMb,
+    file_mb: fileBytes ? fileBytes / 1e6 : null,
     time_to_first_token_ms: num(/first token (\d+) ms/),
     prefill_tok_per_s: num(/prefill ([\d.]+) tok\/s/),
     decode_tok_per_s: num(/decode ([\d.]+) tok\/s/),

@@ -48,6 +48,15 @@ test('WebGPU in the page gives the native run\'s reasoning, answer and choice', 
     await b.page.getByRole('button', { name: new RegExp(`^Load .*${escape(FIXTURE.model.replace(/\.gguf$/, ''))}`, 'i') })
       .first().click();
     await b.page.getByTestId('loaded-model').waitFor({ timeout: 120_000 });
+    // The weights stay quantized on the GPU: at most 1.02 x the file's bytes (f32 would be ~6x).
+    const loaded = await b.page.getByTestId('loaded-model').textContent();
+    const fileMb = await b.page.evaluate(async (file) => {
+      const list = await (await fetch('models/index.json')).json();
+      return list.find((m) => m.file === file).size / 1e6;
+    }, FIXTURE.model);
+    const weightsMb = parseFloat(loaded.match(/on the GPU: ([\d.]+) MB of weights/)?.[1]);
+    console.log(`weights on the GPU: ${weightsMb} MB for a ${fileMb.toFixed(1)} MB file`);
+    assert.ok(weightsMb >= 0.9 * fileMb && weightsMb <= 1.02 * fileMb, loaded);
     await b.page.locator('select').first().selectOption(String(FIXTURE.sample));
     await b.page.getByRole('spinbutton', { name: 'Wait count' }).fill(String(FIXTURE.wait));
     await b.page.getByRole('button', { name: 'Ask' }).click();

@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{File, MessageEvent};
 
 use crate::protocol::{
-    AskSettings, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase, Request,
+    AskSettings, DeviceInfo, ErrorKind, Event, GpuMemory, LoadSource, ModelInfo, Phase, Request,
 };
 use js::{now_ms, scope};
 use session::{Borrowed, LoadError, Session};
@@ -236,6 +236,13 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
                 device,
                 load_ms: now_ms() - t0,
                 cached_as: cached_as.clone(),
+                gpu_memory: match &session.backend {
+                    session::AnyBackend::Gpu(b) => Some(GpuMemory {
+                        weights: b.model().weight_bytes(),
+                        state: b.model().state_bytes(),
+                    }),
+                    session::AnyBackend::Cpu(_) => None,
+                },
             };
             if let session::AnyBackend::Gpu(b) = &session.backend {
                 b.model().gpu().on_device_lost(|message| {
