@@ -145,6 +145,10 @@ pub struct CacheEntry {
     pub size: u64,
     pub sha256: Option<String>,
     pub is_m1: bool,
+    /// `Some(bytes kept)` for a download that stopped part-way: loading the same model
+    /// again resumes it. Such an entry cannot be loaded itself, only resumed or deleted.
+    #[serde(default)]
+    pub incomplete: Option<u64>,
 }
 
 /// The device the engine computes on.

@@ -109,6 +109,47 @@ test('a connection that stays down gives a network error whose Retry resumes, no
   }
 });
 
+test('a broken-off download outlives the page: listed as incomplete after a reload, loading it again resumes', async () => {
+  const b = await launch();
+  try {
+    await ready(b.page);
+    const CUT = 24 << 20;
+    let down = true;
+    const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+    await b.page.getByTestId('error').waitFor({ timeout: LOAD_TIMEOUT });
+    const stoppedAt = ranges.find((r) => r.failed).start;
+
+    // A new page: nothing of the first one's worker is left, only what OPFS holds.
+    down = false;
+    await b.page.reload();
+    await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+    await b.page.getByText('Cached models (work offline)').click();
+    const incomplete = b.page.getByTestId('incomplete');
+    await incomplete.waitFor({ timeout: 10_000 });
+    const kept = parseFloat((await incomplete.textContent()).match(/incomplete download: (\d+) MB of 98 MB kept/)?.[1]);
+    assert.ok(kept > 0 && kept * 1e6 <= stoppedAt + 1e6, `kept ${kept} MB, stopped at byte ${stoppedAt}`);
+    await screenshot(b.page, 'download-incomplete-1280');
+    await b.page.setViewportSize({ width: 390, height: 844 });
+    await screenshot(b.page, 'download-incomplete-390');
+    await b.page.setViewportSize({ width: 1280, height: 900 });
+
+    const before = ranges.length;
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+    await b.page.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
+    const after = ranges.slice(before).filter((r) => !isProbe(r));
+    assert.equal(after[0].start, stoppedAt, `the new page did not resume at byte ${stoppedAt}: ${JSON.stringify(after.slice(0, 3))}`);
+    const again = after.filter((r) => r.start < stoppedAt).reduce((s, r) => s + Math.min(r.end, stoppedAt) - r.start, 0);
+    assert.ok(again < 1 << 20, `the resume fetched ${again} bytes that were already stored`);
+    const entry = await cachedEntry(b.page);
+    assert.equal(entry?.sha256, SHA256, 'the resumed copy is not the file served');
+    await b.page.getByTestId('cache-list').getByText(FILE).waitFor({ timeout: 10_000 });
+    assert.equal(await incomplete.count(), 0, 'the completed copy is still listed as incomplete');
+  } finally {
+    await b.close();
+  }
+});
+
 /** Lowers this origin's storage quota in the browser itself (DevTools' quota override). */
 async function lowerQuota(b, bytes) {
   const cdp = await b.context.newCDPSession(b.page);

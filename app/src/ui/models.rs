@@ -247,16 +247,26 @@ fn CacheList(engine: EngineHandle, state: AppState) -> impl IntoView {
                     let e2 = engine.clone();
                     let f1 = c.file.clone();
                     let f2 = c.file.clone();
-                    view! {
-                        <li>
-                            <span>{c.file.clone()}</span>
+                    let load_button = match c.incomplete {
+                        // Only a complete, verified copy loads; a partial one resumes when the
+                        // model is loaded from its URL again.
+                        Some(kept) => view! {
+                            <span class="muted" data-testid="incomplete">{format!(" incomplete download: {} of {} kept; load this model again to resume ", fmt_bytes(kept), fmt_bytes(c.size))}</span>
+                        }.into_any(),
+                        None => view! {
                             <span class="muted">{format!(" {} ", fmt_bytes(c.size))}</span>
                             <button class="secondary" disabled=move || state.loading.get() || state.running.get() on:click=move |_| {
                                 let source = LoadSource::Cached { file: f1.clone() };
                                 state.start_load(&source, format!("Loading {f1} from the cache…"));
                                 load(&e, source);
                             }>"Load"</button>
-                            <button class="secondary danger" on:click=move |_| e2.send(&Request::DeleteCached { file: f2.clone() })>"Delete"</button>
+                        }.into_any(),
+                    };
+                    view! {
+                        <li>
+                            <span>{c.file.clone()}</span>
+                            {load_button}
+                            <button class="secondary danger" aria-label=format!("Delete {}", c.file) on:click=move |_| e2.send(&Request::DeleteCached { file: f2.clone() })>"Delete"</button>
                         </li>
                     }
                 }).collect_view().into_any()

@@ -1,8 +1,9 @@
 //! The model cache in the Origin Private File System. OPFS rather than the Cache API or
 //! IndexedDB: those hit quota errors and whole-file ArrayBuffers with multi-GB models,
 //! while OPFS sync access handles write at offsets straight from each streamed chunk.
-//! `index.json` records the entries whose download completed and verified; a file
-//! without an entry there is partial and never trusted.
+//! `index.json` records the entries whose download completed and verified, and the
+//! downloads still under way or broken off (with their URL and the byte ranges stored), so
+//! a download resumes even after the page was closed. A partial copy is never loaded.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,6 +23,25 @@ const INDEX: &str = "index.json";
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
     entries: Vec<CacheEntry>,
+    #[serde(default)]
+    partials: Vec<PartialRecord>,
+}
+
+/// A download that has not completed: where it comes from and which bytes the copy holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartialRecord {
+    file: String,
+    url: String,
+    size: u64,
+    /// Sorted, merged byte ranges `[start, end)` written and flushed.
+    covered: Vec<(u64, u64)>,
+}
+
+impl Index {
+    fn forget(&mut self, file: &str) {
+        self.entries.retain(|e| e.file != file);
+        self.partials.retain(|p| p.file != file);
+    }
 }
 
 fn storage() -> Result<StorageManager, String> {
@@ -86,26 +106,43 @@ pub async fn open(name: &str) -> Result<File, String> {
     Ok(await_promise(h.get_file()).await?.unchecked_into())
 }
 
-/// Complete entries whose file is still there with the recorded size.
+/// Complete entries whose file is still there with the recorded size, then the
+/// incomplete downloads (resumable, or to delete).
 pub async fn list() -> Vec<CacheEntry> {
+    let index = read_index().await;
     let mut out = Vec::new();
-    for e in read_index().await.entries {
+    for e in index.entries {
         if let Ok(f) = open(&e.file).await {
             if f.size() as u64 == e.size {
                 out.push(e);
             }
         }
     }
+    for p in index.partials {
+        if open(&p.file).await.is_ok() {
+            out.push(CacheEntry {
+                incomplete: Some(p.covered.iter().map(|(s, e)| e - s).sum()),
+                file: p.file,
+                size: p.size,
+                sha256: None,
+                is_m1: false,
+            });
+        }
+    }
     out
 }
 
+/// A complete, verified entry.
 pub async fn entry(name: &str) -> Option<CacheEntry> {
-    list().await.into_iter().find(|e| e.file == name)
+    list()
+        .await
+        .into_iter()
+        .find(|e| e.file == name && e.incomplete.is_none())
 }
 
 pub async fn delete(name: &str) -> Result<(), String> {
     let mut index = read_index().await;
-    index.entries.retain(|e| e.file != name);
+    index.forget(name);
     write_index(&index).await?;
     match await_promise(dir().await?.remove_entry(name)).await {
         Ok(_) => Ok(()),
@@ -139,6 +176,7 @@ pub async fn estimate() -> (Option<u64>, Option<u64>) {
 pub struct CacheWriter {
     handle: FileSystemSyncAccessHandle,
     file: String,
+    url: String,
     size: u64,
     /// Byte ranges written so far, sorted and merged.
     covered: Vec<(u64, u64)>,
@@ -146,7 +184,9 @@ pub struct CacheWriter {
 
 impl CacheWriter {
     /// Checks the quota first, so a 4.7 GB download does not fail at 90%.
-    pub async fn create(file: &str, size: u64) -> Result<Self, CacheError> {
+    /// The index records the download as partial from its first byte: a page closed
+    /// mid-download leaves a copy that is listed (to resume or delete), never a hidden one.
+    pub async fn create(file: &str, url: &str, size: u64) -> Result<Self, CacheError> {
         let (usage, quota) = estimate().await;
         if let (Some(u), Some(q)) = (usage, quota) {
             if q.saturating_sub(u) < size {
@@ -165,9 +205,15 @@ impl CacheWriter {
         if let Ok(p) = storage().and_then(|s| s.persist().map_err(|e| describe(&e))) {
             let _ = await_promise(p).await;
         }
-        // A stale partial entry of the same name is replaced.
+        // A stale entry of the same name, complete or not, is replaced.
         let mut index = read_index().await;
-        index.entries.retain(|e| e.file != file);
+        index.forget(file);
+        index.partials.push(PartialRecord {
+            file: file.to_string(),
+            url: url.to_string(),
+            size,
+            covered: Vec::new(),
+        });
         write_index(&index).await.map_err(CacheError::Other)?;
         let handle = sync_handle(file).await.map_err(CacheError::Other)?;
         handle
@@ -176,9 +222,52 @@ impl CacheWriter {
         Ok(Self {
             handle,
             file: file.to_string(),
+            url: url.to_string(),
             size,
             covered: Vec::new(),
         })
+    }
+
+    /// Reopens the partial copy of a download of `url` (same file name and size) with the
+    /// ranges it recorded, so only the rest is fetched; `None` when there is none to resume.
+    pub async fn resume(file: &str, url: &str, size: u64) -> Option<Self> {
+        let index = read_index().await;
+        let record = index
+            .partials
+            .into_iter()
+            .find(|p| p.file == file && p.url == url && p.size == size)?;
+        let handle = sync_handle(file).await.ok()?;
+        // The recorded ranges must lie inside what the file holds (a copy cut short by a
+        // crash before its flush starts over).
+        let len = handle.get_size().ok()? as u64;
+        if record.covered.last().is_some_and(|&(_, end)| end > len) {
+            handle.close();
+            return None;
+        }
+        Some(Self {
+            handle,
+            file: record.file,
+            url: record.url,
+            size,
+            covered: record.covered,
+        })
+    }
+
+    /// Keeps the partial copy for a later resume (the network broke off): flushes it and
+    /// records the ranges it holds.
+    pub async fn suspend(self) -> Result<(), String> {
+        let flushed = self.handle.flush().map_err(|e| describe(&e));
+        self.handle.close();
+        flushed?;
+        let mut index = read_index().await;
+        index.forget(&self.file);
+        index.partials.push(PartialRecord {
+            file: self.file,
+            url: self.url,
+            size: self.size,
+            covered: self.covered,
+        });
+        write_index(&index).await
     }
 
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), String> {
@@ -193,10 +282,6 @@ impl CacheWriter {
         }
         self.cover(offset, offset + bytes.len() as u64);
         Ok(())
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
     }
 
     /// From `pos` (before `end`): whether the copy already holds that byte, and where that
@@ -274,9 +359,10 @@ impl CacheWriter {
             size: self.size,
             sha256: Some(digest),
             is_m1,
+            incomplete: None,
         };
         let mut index = read_index().await;
-        index.entries.retain(|e| e.file != self.file);
+        index.forget(&self.file);
         index.entries.push(entry.clone());
         write_index(&index).await.map_err(CacheError::Other)?;
         Ok(entry)

@@ -35,14 +35,6 @@ struct State {
     /// An answer or a load is running (the session is taken out of the state meanwhile).
     busy: bool,
     stop: Rc<Cell<bool>>,
-    /// The cache copy of a download the network broke off, kept so that a Retry of the
-    /// same URL resumes from the bytes already stored instead of from byte 0.
-    partial: Option<Partial>,
-}
-
-struct Partial {
-    url: String,
-    writer: cache::CacheWriter,
 }
 
 thread_local! {
@@ -285,37 +277,29 @@ async fn load_inner(
         } => {
             let control = LoadControl::new(Phase::Download);
             with_state(|s| s.loading = Some(control.clone()));
-            let partial = with_state(|s| s.partial.take());
-            let mut src = match HttpSource::open(&url, size, control.clone()).await {
-                Ok(src) => src,
-                Err(f) => {
-                    // Still offline: what was stored stays for the next Retry.
-                    with_state(|s| s.partial = partial);
-                    return Err(failure(f));
-                }
-            };
+            // Offline: a partial copy stays recorded for the next try.
+            let mut src = HttpSource::open(&url, size, control.clone())
+                .await
+                .map_err(failure)?;
             let total = src.size();
             let cache_name = file_name(&name, &url);
-            match partial {
-                Some(p) if p.url == url && p.writer.size() == total => src.mirror_into(p.writer),
-                stale => {
-                    if let Some(p) = stale {
-                        p.writer.abandon().await;
+            // A download the network broke off earlier (in this page or a closed one)
+            // resumes from the bytes its copy holds.
+            match cache::CacheWriter::resume(&cache_name, &url, total).await {
+                Some(w) => src.mirror_into(w),
+                None => match cache::CacheWriter::create(&cache_name, &url, total).await {
+                    Ok(w) => src.mirror_into(w),
+                    Err(cache::CacheError::Quota(m)) => return Err((ErrorKind::Quota, m)),
+                    // No OPFS (private mode, old browser): still load, just not for offline use.
+                    Err(e) => {
+                        web_sys::console::warn_1(&format!("model cache unavailable: {e}").into())
                     }
-                    match cache::CacheWriter::create(&cache_name, total).await {
-                        Ok(w) => src.mirror_into(w),
-                        Err(cache::CacheError::Quota(m)) => return Err((ErrorKind::Quota, m)),
-                        // No OPFS (private mode, old browser): still load, just not for offline use.
-                        Err(e) => web_sys::console::warn_1(
-                            &format!("model cache unavailable: {e}").into(),
-                        ),
-                    }
-                }
+                },
             }
             let session = read_model(&mut src, context).await;
             let session = match session {
                 Ok(s) => s,
-                Err(e) => return Err(abandon(&mut src, &url, e).await),
+                Err(e) => return Err(abandon(&mut src, e).await),
             };
             // Bytes the loader skipped (padding) complete the cache copy before verifying.
             let mut cached_as = None;
@@ -328,7 +312,7 @@ async fn load_inner(
                     while at < end {
                         let n = ((end - at) as usize).min(buf.len());
                         if let Err(e) = src.read_at(at, &mut buf[..n]).await {
-                            return Err(abandon(&mut src, &url, LoadError::Read(e)).await);
+                            return Err(abandon(&mut src, LoadError::Read(e)).await);
                         }
                         at += n as u64;
                     }
@@ -388,15 +372,17 @@ async fn load_inner(
     }
 }
 
-/// A download the network broke off keeps its partial cache copy for a Retry of the same
-/// URL, which resumes from the bytes stored; any other failure (cancel, bad model, full
-/// storage) drops the copy, so nothing half-written is ever trusted.
-async fn abandon(src: &mut HttpSource, url: &str, e: LoadError) -> (ErrorKind, String) {
+/// A download the network broke off keeps its partial cache copy, recorded in the index,
+/// so loading the same URL again (Retry, or later from a new page) resumes from the bytes
+/// stored; any other failure (cancel, bad model, full storage) drops the copy, so nothing
+/// half-written is ever trusted.
+async fn abandon(src: &mut HttpSource, e: LoadError) -> (ErrorKind, String) {
     let fail = src.failure.clone();
     if let Some(writer) = src.take_cache() {
         if matches!(fail, Some(Failure::Network(_))) {
-            let url = url.to_string();
-            with_state(|s| s.partial = Some(Partial { url, writer }));
+            if let Err(e) = writer.suspend().await {
+                web_sys::console::warn_1(&format!("could not keep the partial copy: {e}").into());
+            }
         } else {
             writer.abandon().await;
         }
