@@ -17,6 +17,7 @@
 //! The futures are deliberately not `Send` (as with [`crate::gguf::ByteSource`]): wgpu and JS
 //! objects on wasm32 are not, and nothing here is moved across threads.
 
+mod any;
 mod codec;
 mod cpu;
 mod gpu;
@@ -28,6 +29,7 @@ use crate::cpu::CpuError;
 use crate::gpu::GpuError;
 use crate::reason::{Controller, Event, ReasonError, Step, Summary, TextCodec};
 
+pub use any::AnyBackend;
 pub use cpu::{CpuBackend, PREFILL_CHUNK};
 pub use gpu::GpuBackend;
 pub use sampling::{sample_logits, Sampling, DEFAULT_SEED};

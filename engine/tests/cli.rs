@@ -803,6 +803,7 @@ fn too_little_gpu_memory_names_the_tensor_and_the_sizes() {
             assert!((needed - weights - kv).abs() < 0.15, "{err}");
             assert!(placed < needed, "{err}");
             assert!(err.contains("for 512 positions"), "{err}");
+            assert!(err.contains("--ctx N with a smaller N"), "{err}");
             return;
         }
         if err.contains("no usable GPU") {
@@ -828,4 +829,30 @@ fn too_little_gpu_memory_names_the_tensor_and_the_sizes() {
         ));
     }
     panic!("no cap up to 3000 MiB reached the load; caps tried: {seen:?}");
+}
+
+/// A tensor type the GPU has no kernel for is named, and the CLI points to `--cpu`, which
+/// then runs the same file.
+#[test]
+#[cfg(not(target_arch = "wasm32"))]
+fn a_tensor_type_without_a_gpu_kernel_points_to_cpu() {
+    use m1_engine::gguf::GgmlType;
+    let Some(bytes) = common::retyped_smollm2("blk.3.ffn_down.weight", GgmlType::Q2K) else {
+        return;
+    };
+    let file = TempFile::new("q2k.gguf", &bytes);
+    let args = ["-q", "Q?", "--budget", "1", "--max-answer-tokens", "1"];
+    let out = m1(&[&["ask", "-m", file.path()][..], &args].concat());
+    if stderr(&out).contains("no usable GPU") {
+        eprintln!("SKIP: no GPU adapter");
+        return;
+    }
+    assert_exit(
+        &out,
+        3,
+        "tensor \"blk.3.ffn_down.weight\" is Q2_K, which has no GPU kernel",
+    );
+    assert_exit(&out, 3, "--cpu runs this model on the CPU");
+    let out = m1(&[&["ask", "--cpu", "-m", file.path()][..], &args].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

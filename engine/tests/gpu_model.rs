@@ -18,7 +18,7 @@ use m1_engine::model::{GpuModel, GpuModelOptions};
 use serde_json::Value;
 
 mod common;
-use common::{fixture, test_model, QWEN, SMOLLM};
+use common::{fixture, retyped_smollm2, test_model, QWEN, SMOLLM};
 
 /// How much of the fixture the greedy check covers: every prompt's 32 tokens on a hardware
 /// GPU (or with M1_GPU_TEST_FULL=1), a short prompt's first `software_tokens` on a software
@@ -243,36 +243,6 @@ fn qwen2_gpu_matches_cpu_and_llama_cpp() {
 #[test]
 fn smollm2_gpu_matches_cpu_and_llama_cpp() {
     check_model(SMOLLM, 32);
-}
-
-/// SmolLM2's header with one matrix re-typed, and zeroed tensor data: a well-formed GGUF
-/// of about 100 MB, built in memory.
-fn retyped_smollm2(tensor: &str, ty: m1_engine::gguf::GgmlType) -> Option<Vec<u8>> {
-    use m1_engine::gguf::{Layout, TensorSpec};
-    let path = test_model(SMOLLM)?;
-    let mut src = FileSource::open(&path).expect("open");
-    let header = block_on(read_header(&mut src)).expect("header");
-    let metadata: Vec<(String, m1_engine::gguf::Value)> = header
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let specs: Vec<TensorSpec> = header
-        .tensors
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ggml_type: if t.name == tensor { ty } else { t.ggml_type },
-        })
-        .collect();
-    let layout = Layout::new(&metadata, specs).expect("layout");
-    let mut w = layout.start(Vec::new()).expect("start");
-    for i in 0..layout.tensors().len() {
-        w.write(i, &vec![0u8; layout.tensor_size(i) as usize])
-            .expect("write");
-    }
-    Some(w.finish().expect("finish"))
 }
 
 #[test]

@@ -228,15 +228,12 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
                 device,
                 load_ms: now_ms() - t0,
                 cached_as: cached_as.clone(),
-                gpu_memory: match &session.backend {
-                    session::AnyBackend::Gpu(b) => Some(GpuMemory {
-                        weights: b.model().weight_bytes(),
-                        state: b.model().state_bytes(),
-                    }),
-                    session::AnyBackend::Cpu(_) => None,
-                },
+                gpu_memory: session.backend.as_gpu().map(|b| GpuMemory {
+                    weights: b.model().weight_bytes(),
+                    state: b.model().state_bytes(),
+                }),
             };
-            if let session::AnyBackend::Gpu(b) = &session.backend {
+            if let Some(b) = session.backend.as_gpu() {
                 b.model().gpu().on_device_lost(|message| {
                     post_error(
                         ErrorKind::DeviceLost,

@@ -3,7 +3,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use m1_engine::backend::{run_controller, Backend, CpuBackend, EngineError, GpuBackend, Sampling};
+use m1_engine::backend::{
+    run_controller, AnyBackend, Backend, CpuBackend, EngineError, GpuBackend, Sampling,
+};
 use m1_engine::cpu::{CpuModel, CpuOptions};
 use m1_engine::gguf::{ByteSource, GgufError, Header};
 use m1_engine::gpu::{Gpu, GpuError, GpuOptions};
@@ -18,7 +20,7 @@ use crate::protocol::AskSettings;
 
 pub struct Session {
     pub tokenizer: Tokenizer,
-    pub backend: AnyBackend,
+    pub backend: AnyBackend<Yielding<CpuBackend>>,
     pub config: ModelConfig,
 }
 
@@ -53,7 +55,7 @@ impl Session {
                             }
                             other => LoadError::BadModel(other.to_string()),
                         })?;
-                AnyBackend::Gpu(Box::new(GpuBackend::new(model)))
+                AnyBackend::gpu(GpuBackend::new(model))
             }
             None => {
                 let options = CpuOptions {
@@ -139,57 +141,6 @@ pub async fn open_gpu(use_gpu: bool) -> Option<Gpu> {
         return None;
     }
     Gpu::new(GpuOptions::default()).await.ok()
-}
-
-/// The two backends behind one type (the Backend trait's async methods rule out `dyn`).
-pub enum AnyBackend {
-    // Boxed: the GPU backend's state is ~1.6 KB, the CPU one's ~120 B.
-    Gpu(Box<GpuBackend>),
-    Cpu(Yielding<CpuBackend>),
-}
-
-impl Backend for AnyBackend {
-    async fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
-        match self {
-            AnyBackend::Gpu(b) => b.feed(tokens).await,
-            AnyBackend::Cpu(b) => b.feed(tokens).await,
-        }
-    }
-
-    async fn sample(&mut self, sampling: &Sampling) -> Result<u32, EngineError> {
-        match self {
-            AnyBackend::Gpu(b) => b.sample(sampling).await,
-            AnyBackend::Cpu(b) => b.sample(sampling).await,
-        }
-    }
-
-    fn reset(&mut self) {
-        match self {
-            AnyBackend::Gpu(b) => b.reset(),
-            AnyBackend::Cpu(b) => b.reset(),
-        }
-    }
-
-    fn position(&self) -> usize {
-        match self {
-            AnyBackend::Gpu(b) => b.position(),
-            AnyBackend::Cpu(b) => b.position(),
-        }
-    }
-
-    fn context_len(&self) -> usize {
-        match self {
-            AnyBackend::Gpu(b) => b.context_len(),
-            AnyBackend::Cpu(b) => b.context_len(),
-        }
-    }
-
-    fn device_name(&self) -> String {
-        match self {
-            AnyBackend::Gpu(b) => b.device_name(),
-            AnyBackend::Cpu(_) => "CPU (WebAssembly)".into(),
-        }
-    }
 }
 
 /// The CPU backend never suspends, so without this the worker could not see a Stop

@@ -84,6 +84,10 @@ impl Backend for CpuBackend {
     }
 
     fn device_name(&self) -> String {
-        "CPU".to_string()
+        if cfg!(target_arch = "wasm32") {
+            "CPU (WebAssembly)".to_string()
+        } else {
+            "CPU".to_string()
+        }
     }
 }

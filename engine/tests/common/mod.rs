@@ -48,3 +48,35 @@ pub fn json_fixture(file: &str, script: &str) -> Option<Value> {
         }
     }
 }
+
+/// SmolLM2's header with one matrix re-typed, and zeroed tensor data: a well-formed GGUF
+/// of about 100 MB, built in memory.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn retyped_smollm2(tensor: &str, ty: m1_engine::gguf::GgmlType) -> Option<Vec<u8>> {
+    use futures::executor::block_on;
+    use m1_engine::gguf::{read_header, FileSource, Layout, TensorSpec};
+    let path = test_model(SMOLLM)?;
+    let mut src = FileSource::open(&path).expect("open");
+    let header = block_on(read_header(&mut src)).expect("header");
+    let metadata: Vec<(String, m1_engine::gguf::Value)> = header
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let specs: Vec<TensorSpec> = header
+        .tensors
+        .iter()
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: if t.name == tensor { ty } else { t.ggml_type },
+        })
+        .collect();
+    let layout = Layout::new(&metadata, specs).expect("layout");
+    let mut w = layout.start(Vec::new()).expect("start");
+    for i in 0..layout.tensors().len() {
+        w.write(i, &vec![0u8; layout.tensor_size(i) as usize])
+            .expect("write");
+    }
+    Some(w.finish().expect("finish"))
+}

@@ -73,7 +73,7 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let prefill_rate = n_prompt as f64 / prefill_s.max(1e-9);
     let decode_rate = n_gen as f64 / decode_s.max(1e-9);
     let peak_rss = peak_rss_bytes();
-    let gpu_bytes = loaded.backend.gpu_weight_bytes();
+    let gpu_bytes = loaded.backend.as_gpu().map(|b| b.model().weight_bytes());
 
     let mut out = std::io::stdout().lock();
     let written = if args.json {

@@ -27,12 +27,25 @@ pub enum FileProblem {
     Tokenizer(#[from] TokenizerError),
     #[error("loading the weights: {0}")]
     Load(#[from] CpuError),
-    #[error("loading the weights onto the GPU: {0}")]
+    #[error("loading the weights onto the GPU: {0}{remedy}", remedy = gpu_remedy(.0))]
     GpuLoad(#[from] ModelError),
     #[error("line {line}: {source}")]
     Record { line: usize, source: ReasonError },
     #[error("no questions in the file")]
     NoRecords,
+}
+
+/// What the user can do about a model the GPU cannot hold or run.
+fn gpu_remedy(e: &ModelError) -> &'static str {
+    match e {
+        ModelError::UnsupportedType { .. } | ModelError::UnsupportedVectorType { .. } => {
+            "\n  --cpu runs this model on the CPU, which reads every GGUF tensor type"
+        }
+        ModelError::OutOfMemory { .. } => {
+            "\n  --ctx N with a smaller N shrinks the KV cache; --cpu runs on the CPU instead"
+        }
+        _ => "",
+    }
 }
 
 #[derive(Debug, Error)]

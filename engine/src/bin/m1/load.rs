@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use m1_engine::backend::{Backend, CpuBackend, EngineError, GpuBackend, Sampling};
+use m1_engine::backend::{AnyBackend, Backend, CpuBackend, GpuBackend};
 use m1_engine::cpu::{CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource, Header};
 use m1_engine::gpu::{Gpu, GpuOptions};
@@ -35,69 +35,6 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
     pub backend: AnyBackend,
     pub load_s: f64,
-}
-
-/// The compute path chosen at load time. The subcommands are generic over [`Backend`]; this
-/// enum lets one `Loaded` hold either without boxing (async-fn traits are not dyn-compatible).
-// One per process, created once and never moved in a loop: the size difference is harmless.
-#[allow(clippy::large_enum_variant)]
-pub enum AnyBackend {
-    Cpu(CpuBackend),
-    Gpu(GpuBackend),
-}
-
-impl AnyBackend {
-    /// GPU bytes holding the weights; `None` on the CPU.
-    pub fn gpu_weight_bytes(&self) -> Option<u64> {
-        match self {
-            AnyBackend::Cpu(_) => None,
-            AnyBackend::Gpu(b) => Some(b.model().weight_bytes()),
-        }
-    }
-}
-
-impl Backend for AnyBackend {
-    async fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
-        match self {
-            AnyBackend::Cpu(b) => b.feed(tokens).await,
-            AnyBackend::Gpu(b) => b.feed(tokens).await,
-        }
-    }
-
-    async fn sample(&mut self, sampling: &Sampling) -> Result<u32, EngineError> {
-        match self {
-            AnyBackend::Cpu(b) => b.sample(sampling).await,
-            AnyBackend::Gpu(b) => b.sample(sampling).await,
-        }
-    }
-
-    fn reset(&mut self) {
-        match self {
-            AnyBackend::Cpu(b) => b.reset(),
-            AnyBackend::Gpu(b) => b.reset(),
-        }
-    }
-
-    fn position(&self) -> usize {
-        match self {
-            AnyBackend::Cpu(b) => b.position(),
-            AnyBackend::Gpu(b) => b.position(),
-        }
-    }
-
-    fn context_len(&self) -> usize {
-        match self {
-            AnyBackend::Cpu(b) => b.context_len(),
-            AnyBackend::Gpu(b) => b.context_len(),
-        }
-    }
-
-    fn device_name(&self) -> String {
-        match self {
-            AnyBackend::Cpu(b) => b.device_name(),
-            AnyBackend::Gpu(b) => b.device_name(),
-        }
-    }
 }
 
 /// The GPU's KV cache is allocated up front, so without --ctx it holds this many positions
@@ -161,7 +98,7 @@ pub fn load(args: &ModelArgs, quiet: bool) -> Result<Loaded, CliError> {
             };
             let model = pollster::block_on(GpuModel::load(gpu, &header, source, options))
                 .map_err(|e| CliError::file(path, e))?;
-            AnyBackend::Gpu(GpuBackend::new(model))
+            AnyBackend::gpu(GpuBackend::new(model))
         }
         None => {
             let options = CpuOptions {
