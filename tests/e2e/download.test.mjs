@@ -26,9 +26,16 @@ async function routeModel(context, decide) {
   return ranges;
 }
 
-async function ready(page) {
-  await page.goto(BASE);
-  await page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+/** The page with its engine started and the test model listed (the list is fetched beside
+ * the engine's start; on a busy machine it can come second). */
+async function ready(b) {
+  await b.page.goto(BASE);
+  try {
+    await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+    await b.page.getByRole('button', { name: `Load ${FILE}` }).waitFor({ timeout: 60_000 });
+  } catch (e) {
+    throw new Error(`the page did not get ready: ${e.message}\nconsole:\n${b.consoleLines.join('\n')}`);
+  }
 }
 
 /** The OPFS cache's record of a completed, verified copy. */
@@ -48,7 +55,7 @@ const isProbe = (r) => r.start === 0 && r.end === 1;
 test('dropped Range requests are retried at the same offset and the cached copy verifies', async () => {
   const b = await launch();
   try {
-    await ready(b.page);
+    await ready(b);
     let n = 0;
     // The 3rd, 4th and 5th requests fail: one chunk fails three times, the 4th try gets it.
     const ranges = await routeModel(b.context, () => { n += 1; return n >= 3 && n <= 5; });
@@ -75,7 +82,7 @@ test('dropped Range requests are retried at the same offset and the cached copy 
 test('a connection that stays down gives a network error whose Retry resumes, not restarts', async () => {
   const b = await launch();
   try {
-    await ready(b.page);
+    await ready(b);
     const CUT = 24 << 20;
     let down = true;
     const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
@@ -112,7 +119,7 @@ test('a connection that stays down gives a network error whose Retry resumes, no
 test('a broken-off download outlives the page: listed as incomplete after a reload, loading it again resumes', async () => {
   const b = await launch();
   try {
-    await ready(b.page);
+    await ready(b);
     const CUT = 24 << 20;
     let down = true;
     const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
@@ -161,7 +168,7 @@ test('a model larger than the reported storage quota is refused before the downl
   // browsers report the real one, which is what the check before the download reads.
   const b = await launch({ args: ['--disable-features=StaticStorageQuota'] });
   try {
-    await ready(b.page);
+    await ready(b);
     await lowerQuota(b, 40_000_000);
     const ranges = await routeModel(b.context, () => false);
     await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
@@ -184,7 +191,7 @@ test('a store that fills up during the download stops at once and keeps no parti
   // Chromium's default: estimate() says 10 GiB is free, the enforced quota says otherwise.
   const b = await launch();
   try {
-    await ready(b.page);
+    await ready(b);
     await lowerQuota(b, 40_000_000);
     const ranges = await routeModel(b.context, () => false);
     await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
