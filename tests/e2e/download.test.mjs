@@ -79,37 +79,53 @@ test('dropped Range requests are retried at the same offset and the cached copy 
   }
 });
 
+/** Loads the model while the network is down past byte `CUT`, up to the network error.
+ * Returns the requests seen, where the download stopped, and `restore()` for the network. */
+async function breakOff(b) {
+  const CUT = 24 << 20;
+  let down = true;
+  const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
+  await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
+  await b.page.getByTestId('error').waitFor({ timeout: LOAD_TIMEOUT });
+  const stoppedAt = ranges.find((r) => r.failed).start;
+  assert.ok(stoppedAt > 0 && stoppedAt < CUT, `stopped at ${stoppedAt}`);
+  return { ranges, stoppedAt, restore: () => { down = false; } };
+}
+
+/** After `resume` (a click that loads the model again), the load went on from `stoppedAt`,
+ * refetched next to nothing below it, and the cached copy is the file served. */
+async function assertResumes(b, { ranges, stoppedAt }, resume) {
+  const before = ranges.length;
+  await resume();
+  await b.page.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
+  const after = ranges.slice(before).filter((r) => !isProbe(r));
+  assert.equal(after[0].start, stoppedAt, `did not resume at byte ${stoppedAt}: ${JSON.stringify(after.slice(0, 3))}`);
+  // Below the resume point only what the first try never fetched (padding) may be asked again.
+  const again = after.filter((r) => r.start < stoppedAt).reduce((s, r) => s + Math.min(r.end, stoppedAt) - r.start, 0);
+  assert.ok(again < 1 << 20, `the resume fetched ${again} bytes that were already stored`);
+  const entry = await cachedEntry(b.page);
+  assert.equal(entry?.sha256, SHA256, 'the resumed copy is not the file served');
+}
+
+async function screenshots(page, name) {
+  await screenshot(page, `${name}-1280`);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await screenshot(page, `${name}-390`);
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
 test('a connection that stays down gives a network error whose Retry resumes, not restarts', async () => {
   const b = await launch();
   try {
     await ready(b);
-    const CUT = 24 << 20;
-    let down = true;
-    const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
-    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
-    const error = b.page.getByTestId('error');
-    await error.waitFor({ timeout: LOAD_TIMEOUT });
-    assert.match(await error.textContent(), /network failed at [\d.]+ MB of 98\.4 MB after 4 tries.*Retry resumes/);
+    const broken = await breakOff(b);
+    assert.match(await b.page.getByTestId('error').textContent(), /network failed at [\d.]+ MB of 98\.4 MB after 4 tries.*Retry resumes/);
     const retry = b.page.getByRole('button', { name: 'Retry' });
     assert.ok(await retry.isVisible(), 'no Retry next to the network error');
-    const stoppedAt = ranges.find((r) => r.failed).start;
-    assert.ok(stoppedAt > 0 && stoppedAt < CUT, `stopped at ${stoppedAt}`);
-    await screenshot(b.page, 'download-network-error-1280');
-    await b.page.setViewportSize({ width: 390, height: 844 });
-    await screenshot(b.page, 'download-network-error-390');
-    await b.page.setViewportSize({ width: 1280, height: 900 });
+    await screenshots(b.page, 'download-network-error');
 
-    down = false;
-    const before = ranges.length;
-    await retry.click();
-    await b.page.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
-    const after = ranges.slice(before).filter((r) => !isProbe(r));
-    assert.equal(after[0].start, stoppedAt, `Retry did not resume at byte ${stoppedAt}: ${JSON.stringify(after.slice(0, 3))}`);
-    // Below the resume point only what the first try never fetched (padding) may be asked again.
-    const again = after.filter((r) => r.start < stoppedAt).reduce((s, r) => s + Math.min(r.end, stoppedAt) - r.start, 0);
-    assert.ok(again < 1 << 20, `Retry fetched ${again} bytes that were already stored`);
-    const entry = await cachedEntry(b.page);
-    assert.equal(entry?.sha256, SHA256, 'the resumed copy is not the file served');
+    broken.restore();
+    await assertResumes(b, broken, () => retry.click());
     assert.equal(await b.page.getByTestId('error').count(), 0, 'the error stayed after a successful Retry');
   } finally {
     await b.close();
@@ -120,36 +136,19 @@ test('a broken-off download outlives the page: listed as incomplete after a relo
   const b = await launch();
   try {
     await ready(b);
-    const CUT = 24 << 20;
-    let down = true;
-    const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
-    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
-    await b.page.getByTestId('error').waitFor({ timeout: LOAD_TIMEOUT });
-    const stoppedAt = ranges.find((r) => r.failed).start;
+    const broken = await breakOff(b);
 
     // A new page: nothing of the first one's worker is left, only what OPFS holds.
-    down = false;
-    await b.page.reload();
-    await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+    broken.restore();
+    await ready(b);
     await b.page.getByText('Cached models (work offline)').click();
     const incomplete = b.page.getByTestId('incomplete');
     await incomplete.waitFor({ timeout: 10_000 });
     const kept = parseFloat((await incomplete.textContent()).match(/incomplete download: (\d+) MB of 98 MB kept/)?.[1]);
-    assert.ok(kept > 0 && kept * 1e6 <= stoppedAt + 1e6, `kept ${kept} MB, stopped at byte ${stoppedAt}`);
-    await screenshot(b.page, 'download-incomplete-1280');
-    await b.page.setViewportSize({ width: 390, height: 844 });
-    await screenshot(b.page, 'download-incomplete-390');
-    await b.page.setViewportSize({ width: 1280, height: 900 });
+    assert.ok(kept > 0 && kept * 1e6 <= broken.stoppedAt + 1e6, `kept ${kept} MB, stopped at byte ${broken.stoppedAt}`);
+    await screenshots(b.page, 'download-incomplete');
 
-    const before = ranges.length;
-    await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
-    await b.page.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
-    const after = ranges.slice(before).filter((r) => !isProbe(r));
-    assert.equal(after[0].start, stoppedAt, `the new page did not resume at byte ${stoppedAt}: ${JSON.stringify(after.slice(0, 3))}`);
-    const again = after.filter((r) => r.start < stoppedAt).reduce((s, r) => s + Math.min(r.end, stoppedAt) - r.start, 0);
-    assert.ok(again < 1 << 20, `the resume fetched ${again} bytes that were already stored`);
-    const entry = await cachedEntry(b.page);
-    assert.equal(entry?.sha256, SHA256, 'the resumed copy is not the file served');
+    await assertResumes(b, broken, () => b.page.getByRole('button', { name: `Load ${FILE}` }).click());
     await b.page.getByTestId('cache-list').getByText(FILE).waitFor({ timeout: 10_000 });
     assert.equal(await incomplete.count(), 0, 'the completed copy is still listed as incomplete');
   } finally {
@@ -179,9 +178,7 @@ test('a model larger than the reported storage quota is refused before the downl
     assert.deepEqual(ranges.filter((r) => !isProbe(r)), [], 'model bytes were downloaded before the quota check');
     assert.equal(await b.page.getByTestId('loaded-model').count(), 0);
     assert.equal(await b.page.getByRole('button', { name: 'Retry' }).count(), 0, 'Retry offered for a full store');
-    await screenshot(b.page, 'download-quota-1280');
-    await b.page.setViewportSize({ width: 390, height: 844 });
-    await screenshot(b.page, 'download-quota-390');
+    await screenshots(b.page, 'download-quota');
   } finally {
     await b.close();
   }

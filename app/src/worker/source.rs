@@ -172,6 +172,26 @@ impl HttpSource {
     }
 }
 
+/// Starts a read of `len` bytes at `offset`: the error to report it failed with, or the
+/// cancellation (recorded in `failure`) once the user pressed Cancel.
+fn begin_read(
+    control: &LoadControl,
+    failure: &mut Option<Failure>,
+    offset: u64,
+    len: u64,
+) -> Result<impl Fn(String) -> GgufError + Copy, GgufError> {
+    let io = move |message: String| GgufError::Io {
+        offset,
+        len,
+        message,
+    };
+    if control.cancelled.get() {
+        *failure = Some(Failure::Cancelled);
+        return Err(io("cancelled".into()));
+    }
+    Ok(io)
+}
+
 fn fmt_mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
@@ -185,15 +205,7 @@ impl ByteSource for HttpSource {
     /// rest crosses the network.
     async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
         let len = buf.len() as u64;
-        let io = |message: String| GgufError::Io {
-            offset,
-            len,
-            message,
-        };
-        if self.control.cancelled.get() {
-            self.failure = Some(Failure::Cancelled);
-            return Err(io("cancelled".into()));
-        }
+        let io = begin_read(&self.control, &mut self.failure, offset, len)?;
         let end = offset + len;
         let mut at = offset;
         while at < end {
@@ -258,15 +270,7 @@ impl ByteSource for BlobSource {
 
     async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
         let len = buf.len() as u64;
-        let io = |message: String| GgufError::Io {
-            offset,
-            len,
-            message,
-        };
-        if self.control.cancelled.get() {
-            self.failure = Some(Failure::Cancelled);
-            return Err(io("cancelled".into()));
-        }
+        let io = begin_read(&self.control, &mut self.failure, offset, len)?;
         let slice = self
             .blob
             .slice_with_f64_and_f64(offset as f64, (offset + len) as f64)
