@@ -173,3 +173,55 @@ fn position_and_context_errors() {
     );
     assert_eq!(greedy(&batched), greedy(&stepped));
 }
+
+/// A model that would not fit the memory the CPU path may use (in the browser: what wasm32
+/// can still address) is refused before its first weight is read, with the sizes; one that
+/// fits loads.
+#[test]
+fn a_model_larger_than_the_memory_limit_is_refused_up_front() {
+    use m1_engine::cpu::CpuError;
+    let Some(path) = test_model(SMOLLM) else {
+        return;
+    };
+    let mut src = FileSource::open(&path).unwrap();
+    let header = block_on(read_header(&mut src)).unwrap();
+    // SmolLM2: 96.6 MB of weights (tied output, so no separate output matrix); at 1024
+    // positions a 30 x 2 x 1024 x 3 x 64 x 4 B = 45 MiB KV cache; the largest tensor is the
+    // 49152 x 576 Q8_0 embedding (28.7 MiB).
+    let options = |limit| CpuOptions {
+        max_seq_len: Some(1024),
+        memory_limit: Some(limit),
+        ..CpuOptions::default()
+    };
+    let Err(err) = block_on(CpuModel::load(&header, src, options(128 << 20))) else {
+        panic!("a 128 MiB limit must refuse SmolLM2 with a 1024-position cache");
+    };
+    let CpuError::TooLarge {
+        needed,
+        weights,
+        kv_cache,
+        context,
+        loading,
+        limit,
+    } = err
+    else {
+        panic!("expected TooLarge, got {err:?}");
+    };
+    eprintln!("{err}");
+    assert_eq!(kv_cache, 30 * 2 * 1024 * 3 * 64 * 4);
+    assert_eq!(context, 1024);
+    assert_eq!(limit, 128 << 20);
+    assert!(
+        weights > 90_000_000 && weights <= header.tensor_bytes(),
+        "{weights}"
+    );
+    assert!(loading > 20 << 20 && loading < weights, "{loading}");
+    assert_eq!(needed, weights + kv_cache + loading);
+    assert!(
+        err.to_string().contains("more than the 134 MB available"),
+        "{err}"
+    );
+    // Just enough room: it loads.
+    let src = FileSource::open(&path).unwrap();
+    block_on(CpuModel::load(&header, src, options(needed))).expect("loads at its own size");
+}

@@ -416,10 +416,7 @@ fn explain(e: LoadError, fail: Option<Failure>) -> (ErrorKind, String) {
             ErrorKind::BadModel,
             format!("this model cannot run here: {m}"),
         ),
-        LoadError::OutOfMemory(m) => (
-            ErrorKind::OutOfMemory,
-            format!("the model does not fit in this GPU's memory: {m}"),
-        ),
+        LoadError::OutOfMemory(m) => (ErrorKind::OutOfMemory, m),
     }
 }
 

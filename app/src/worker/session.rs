@@ -6,7 +6,7 @@ use std::rc::Rc;
 use m1_engine::backend::{
     run_controller, AnyBackend, Backend, CpuBackend, EngineError, GpuBackend, Sampling,
 };
-use m1_engine::cpu::{CpuModel, CpuOptions};
+use m1_engine::cpu::{CpuError, CpuModel, CpuOptions, WASM32_MEMORY};
 use m1_engine::gguf::{ByteSource, GgufError, Header};
 use m1_engine::gpu::{Gpu, GpuError, GpuOptions};
 use m1_engine::model::{GpuModel, GpuModelOptions, ModelConfig, ModelError};
@@ -51,21 +51,31 @@ impl Session {
                             ModelError::Gguf(g) => LoadError::Read(g),
                             ModelError::OutOfMemory { .. }
                             | ModelError::Gpu(GpuError::OutOfMemory { .. }) => {
-                                LoadError::OutOfMemory(e.to_string())
+                                LoadError::OutOfMemory(format!(
+                                    "the model does not fit in this GPU's memory: {e}"
+                                ))
                             }
                             other => LoadError::BadModel(other.to_string()),
                         })?;
                 AnyBackend::gpu(GpuBackend::new(model))
             }
             None => {
+                // What this worker's memory can still grow by: a model that needs more is
+                // refused up front (a failed allocation would abort the worker).
+                let in_use = core::arch::wasm32::memory_size(0) as u64 * 65_536;
                 let options = CpuOptions {
                     max_seq_len: Some(context),
+                    memory_limit: Some(WASM32_MEMORY.saturating_sub(in_use)),
                     ..Default::default()
                 };
                 let model = CpuModel::load(header, source, options)
                     .await
                     .map_err(|e| match e {
-                        m1_engine::cpu::CpuError::Gguf(g) => LoadError::Read(g),
+                        CpuError::Gguf(g) => LoadError::Read(g),
+                        CpuError::TooLarge { .. } => LoadError::OutOfMemory(format!(
+                            "this model is too large for the CPU path in a browser: {e}. \
+                             It runs on WebGPU: use a browser with WebGPU on a GPU."
+                        )),
                         other => LoadError::BadModel(other.to_string()),
                     })?;
                 AnyBackend::Cpu(Yielding(CpuBackend::new(model)))

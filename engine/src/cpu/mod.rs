@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::gguf::GgufError;
 use crate::model::ConfigError;
 
-pub use model::{greedy, CpuModel, CpuOptions};
+pub use model::{greedy, CpuModel, CpuOptions, WASM32_MEMORY};
 
 #[derive(Debug, Error)]
 pub enum CpuError {
@@ -37,4 +37,27 @@ pub enum CpuError {
 
     #[error("internal error: {what}")]
     Internal { what: String },
+
+    #[error(
+        "the model needs about {} of memory on the CPU ({} of weights, up to {} of KV cache \
+         for {context} positions, {} more while loading), more than the {} available",
+        size_text(*needed), size_text(*weights), size_text(*kv_cache), size_text(*loading), size_text(*limit)
+    )]
+    TooLarge {
+        needed: u64,
+        weights: u64,
+        kv_cache: u64,
+        context: usize,
+        loading: u64,
+        limit: u64,
+    },
+}
+
+/// "4.68 GB", "97 MB": decimal units, as the page shows sizes.
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 {
+        format!("{:.2} GB", bytes as f64 / 1e9)
+    } else {
+        format!("{:.0} MB", bytes as f64 / 1e6)
+    }
 }

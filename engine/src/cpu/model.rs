@@ -140,7 +140,14 @@ pub struct CpuOptions {
     pub kv_f16: bool,
     /// Bytes per read while loading.
     pub chunk_bytes: usize,
+    /// Memory the model may take (weights, a full KV cache, the tensor being read); a
+    /// model that needs more is refused before its first byte instead of failing an
+    /// allocation part-way (which on wasm32 aborts the worker). `None`: no check.
+    pub memory_limit: Option<u64>,
 }
+
+/// What wasm32 can address: 65,536 pages of 64 KiB.
+pub const WASM32_MEMORY: u64 = 4 << 30;
 
 impl Default for CpuOptions {
     fn default() -> Self {
@@ -148,6 +155,7 @@ impl Default for CpuOptions {
             max_seq_len: None,
             kv_f16: true,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            memory_limit: cfg!(target_arch = "wasm32").then_some(WASM32_MEMORY),
         }
     }
 }
@@ -270,6 +278,44 @@ impl Loaded {
     }
 }
 
+/// Refuses a model whose weights, full KV cache (f32, `max_seq_len` positions) and largest
+/// tensor (held twice while it is read) exceed `limit` bytes.
+fn check_memory(
+    header: &Header,
+    table: &WeightTable,
+    config: &ModelConfig,
+    max_seq_len: usize,
+    limit: u64,
+) -> Result<(), CpuError> {
+    let mut weights = 0u64;
+    let mut largest = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    // A tied output names the embedding again: count it once.
+    for spec in table.all().filter(|s| seen.insert(s.name.as_str())) {
+        let size = spec.resolve(header)?.size;
+        weights += size;
+        largest = largest.max(size);
+    }
+    let kv_cache = 2
+        * config.n_layer as u64
+        * max_seq_len as u64
+        * config.n_head_kv as u64
+        * config.head_dim as u64
+        * 4;
+    let needed = weights + kv_cache + largest;
+    if needed > limit {
+        return Err(CpuError::TooLarge {
+            needed,
+            weights,
+            kv_cache,
+            context: max_seq_len,
+            loading: largest,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 impl CpuModel {
     /// Loads the model's tensors from `source` in file order, one bounded chunk at a time.
     pub async fn load<S: ByteSource>(
@@ -280,6 +326,13 @@ impl CpuModel {
         let config = ModelConfig::from_header(header)?;
         let table = WeightTable::new(&config);
         table.validate(header)?;
+        let max_seq_len = options
+            .max_seq_len
+            .unwrap_or(config.context_length)
+            .min(config.context_length);
+        if let Some(limit) = options.memory_limit {
+            check_memory(header, &table, &config, max_seq_len, limit)?;
+        }
         let wanted: std::collections::HashSet<&str> =
             table.all().map(|s| s.name.as_str()).collect();
 
@@ -337,10 +390,6 @@ impl CpuModel {
             });
         }
         let output_norm = loaded.dense(&table.output_norm)?;
-        let max_seq_len = options
-            .max_seq_len
-            .unwrap_or(config.context_length)
-            .min(config.context_length);
         Ok(Self {
             config,
             options,
