@@ -125,9 +125,21 @@ pub struct ModelInfo {
     /// device, say); `None` for a picked file or where the cache was unavailable.
     #[serde(default)]
     pub cached_as: Option<String>,
+    /// The engine worker's WebAssembly memory before and after this load.
+    #[serde(default)]
+    pub worker_memory: WorkerMemory,
     /// What the model holds on the GPU; `None` on the CPU path.
     #[serde(default)]
     pub gpu_memory: Option<GpuMemory>,
+}
+
+/// The engine worker's WebAssembly memory (it only grows, so "after" is the peak). On the
+/// GPU path the weights stream through it in bounded chunks, so a load adds the tokenizer
+/// and little more; on the CPU path it holds the weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerMemory {
+    pub before_load: u64,
+    pub after_load: u64,
 }
 
 /// GPU bytes of a loaded model.

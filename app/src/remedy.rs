@@ -129,6 +129,7 @@ mod tests {
             load_ms: 1.0,
             cached_as: Some("m.gguf".into()),
             gpu_memory: None,
+            worker_memory: Default::default(),
         };
         let again = reload_source(Some(url()), &model);
         assert_eq!(

@@ -83,6 +83,9 @@ try {
     load_mb_per_s: fileBytes ? fileBytes / 1e6 / loadS : null,
     gpu_weights_mb: gpuWeightsMb,
     gpu_state_mb: gpuStateMb,
+    // The worker's WebAssembly memory after the load, and what the load added to it.
+    worker_memory_mb: mb(/engine memory ([\d.]+) (MB|GB)/),
+    worker_memory_added_mb: mb(/this load added ([\d.]+) (MB|GB)/),
     file_mb: fileBytes ? fileBytes / 1e6 : null,
     time_to_first_token_ms: num(/first token (\d+) ms/),
     prefill_tok_per_s: num(/prefill ([\d.]+) tok\/s/),

@@ -163,7 +163,7 @@ pub fn ModelPanel(
                     } else {
                         view! { <span class="badge demo" data-testid="m1-badge">"not m1: a general model that demonstrates the engine"</span> }.into_any()
                     }}
-                    <span class="muted">{format!(" {} · {} layers · {}{} · loaded in {:.1} s", fmt_bytes(m.file_bytes), m.n_layers, m.device, m.gpu_memory.map(|g| format!(" · on the GPU: {} of weights, {} of cache and activations", fmt_bytes(g.weights), fmt_bytes(g.state))).unwrap_or_default(), m.load_ms / 1000.0)}</span>
+                    <span class="muted">{format!(" {} · {} layers · {}{} · loaded in {:.1} s", fmt_bytes(m.file_bytes), m.n_layers, m.device, m.gpu_memory.map(|g| format!(" · on the GPU: {} of weights, {} of cache and activations", fmt_bytes(g.weights), fmt_bytes(g.state))).unwrap_or_default() + &format!(" · engine memory {} (this load added {})", fmt_bytes(m.worker_memory.after_load), fmt_bytes(m.worker_memory.after_load.saturating_sub(m.worker_memory.before_load))), m.load_ms / 1000.0)}</span>
                 </p>
             })}
             <ul class="model-list">

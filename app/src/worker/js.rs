@@ -30,6 +30,11 @@ pub fn now_ms() -> f64 {
         .unwrap_or_else(js_sys::Date::now)
 }
 
+/// Bytes of the worker's WebAssembly memory. It only grows, so this is also the peak.
+pub fn wasm_memory_bytes() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65_536
+}
+
 /// Lets the worker's event loop run (so a Stop message gets through) between compute steps
 /// that never suspend on their own (the CPU backend).
 pub async fn yield_now() {

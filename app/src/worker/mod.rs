@@ -21,8 +21,9 @@ use web_sys::{File, MessageEvent};
 
 use crate::protocol::{
     AskSettings, DeviceInfo, ErrorKind, Event, GpuMemory, LoadSource, ModelInfo, Phase, Request,
+    WorkerMemory,
 };
-use js::{now_ms, scope};
+use js::{now_ms, scope, wasm_memory_bytes};
 use session::{Borrowed, LoadError, Session};
 use source::{BlobSource, Failure, HttpSource, LoadControl};
 
@@ -210,6 +211,7 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
         );
     }
     let t0 = now_ms();
+    let memory_before = wasm_memory_bytes();
     let result = load_inner(source, file, context as usize).await;
     match result {
         Ok((session, name, is_m1, file_bytes, cached_as)) => {
@@ -228,6 +230,10 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
                 device,
                 load_ms: now_ms() - t0,
                 cached_as: cached_as.clone(),
+                worker_memory: WorkerMemory {
+                    before_load: memory_before,
+                    after_load: wasm_memory_bytes(),
+                },
                 gpu_memory: session.backend.as_gpu().map(|b| GpuMemory {
                     weights: b.model().weight_bytes(),
                     state: b.model().state_bytes(),

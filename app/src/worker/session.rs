@@ -62,7 +62,7 @@ impl Session {
             None => {
                 // What this worker's memory can still grow by: a model that needs more is
                 // refused up front (a failed allocation would abort the worker).
-                let in_use = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+                let in_use = super::js::wasm_memory_bytes();
                 let options = CpuOptions {
                     max_seq_len: Some(context),
                     memory_limit: Some(WASM32_MEMORY.saturating_sub(in_use)),
