@@ -32,7 +32,13 @@ test('a software-only WebGPU adapter is passed over for the faster CPU path, wit
   const b = await launch();
   try {
     await b.page.goto(BASE);
-    await b.page.getByTestId('engine-status').filter({ hasText: 'only a software WebGPU adapter' }).waitFor({ timeout: 60_000 });
+    const status = b.page.getByTestId('engine-status');
+    await status.filter({ hasText: 'only a software WebGPU adapter' }).waitFor({ timeout: 60_000 })
+      .catch(async (e) => {
+        await b.page.getByText('About this device').click().catch(() => {});
+        const reason = await b.page.getByTestId('device-reason').textContent().catch(() => '(none)');
+        throw new Error(`status="${await status.textContent()}", reason="${reason}"\n${b.consoleLines.join('\n')}\n${e}`);
+      });
     await b.page.getByText('About this device').click();
     assert.match(await b.page.getByTestId('device-reason').textContent(), /software.*swiftshader.*\?gpu=1/i);
   } finally {

@@ -465,7 +465,16 @@ async fn probe_device(force_cpu: bool, force_gpu: bool) -> DeviceInfo {
             adapter: None,
         };
     }
-    match Gpu::new(GpuOptions::default()).await {
+    // Chromium answers requestAdapter with null while its GPU process is (re)starting, so
+    // one miss is retried before the page settles on the CPU for the whole visit.
+    let gpu = match Gpu::new(GpuOptions::default()).await {
+        Err(m1_engine::gpu::GpuError::NoAdapter(_)) => {
+            js::sleep_ms(1000).await;
+            Gpu::new(GpuOptions::default()).await
+        }
+        first => first,
+    };
+    match gpu {
         Ok(gpu) => {
             let mut adapter = gpu.report.clone();
             if adapter.name.is_empty() {
