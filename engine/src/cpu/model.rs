@@ -289,19 +289,12 @@ fn check_memory(
 ) -> Result<(), CpuError> {
     let mut weights = 0u64;
     let mut largest = 0u64;
-    let mut seen = std::collections::HashSet::new();
-    // A tied output names the embedding again: count it once.
-    for spec in table.all().filter(|s| seen.insert(s.name.as_str())) {
+    for spec in table.all() {
         let size = spec.resolve(header)?.size;
         weights += size;
         largest = largest.max(size);
     }
-    let kv_cache = 2
-        * config.n_layer as u64
-        * max_seq_len as u64
-        * config.n_head_kv as u64
-        * config.head_dim as u64
-        * 4;
+    let kv_cache = config.kv_cache_bytes(max_seq_len, 4);
     let needed = weights + kv_cache + largest;
     if needed > limit {
         return Err(CpuError::TooLarge {

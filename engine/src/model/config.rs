@@ -238,4 +238,10 @@ impl ModelConfig {
     pub fn kv_dim(&self) -> usize {
         self.n_head_kv * self.head_dim
     }
+
+    /// Bytes of the keys and values of every layer for `positions` positions, at
+    /// `value_bytes` per element.
+    pub fn kv_cache_bytes(&self, positions: usize, value_bytes: u64) -> u64 {
+        2 * self.n_layer as u64 * positions as u64 * self.kv_dim() as u64 * value_bytes
+    }
 }

@@ -42,15 +42,14 @@ pub enum ModelError {
         "out of GPU memory allocating {what} ({}) with {} of the model's {} already on the GPU \
          ({} of weights and a {} KV cache for {context} positions); a shorter context or a \
          smaller quantization needs less ({message})",
-        mib(*bytes), mib(*placed), mib(*needed), mib(*weights), mib(*kv_cache)
+        mib(*bytes), mib(*placed), mib(*weights + *kv_cache), mib(*weights), mib(*kv_cache)
     )]
     OutOfMemory {
         what: String,
         bytes: u64,
         /// GPU bytes this load had allocated before the failure.
         placed: u64,
-        /// GPU bytes the model needs: `weights + kv_cache` (activations come on top).
-        needed: u64,
+        /// What the model needs (activations come on top).
         weights: u64,
         kv_cache: u64,
         context: usize,
@@ -252,8 +251,8 @@ fn vector_to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>, ModelError
 }
 
 /// Runs `f` (which allocates and fills GPU buffers) inside out-of-memory and validation error
-/// scopes, so a failed allocation is reported against the tensor that caused it.
-/// Counts `bytes` into `tally` when it succeeds.
+/// scopes, so a failed allocation is reported against the tensor that caused it (and
+/// against `tally`, into which `bytes` are counted when it succeeds).
 async fn scoped<T>(
     gpu: &Gpu,
     tally: &mut Tally,
@@ -272,7 +271,6 @@ async fn scoped<T>(
             what: what.to_string(),
             bytes,
             placed: tally.placed,
-            needed: tally.weights + tally.kv_cache,
             weights: tally.weights,
             kv_cache: tally.kv_cache,
             context: tally.context,
@@ -367,12 +365,7 @@ impl GpuModel {
             u32_of("head_count_kv", config.n_head_kv)?,
             u32_of("head_dim", config.head_dim)?,
         );
-        let kv_bytes = 2
-            * config.n_layer as u64
-            * u64::from(n_ctx32)
-            * u64::from(n_kv)
-            * u64::from(head_dim)
-            * kv_dtype.bytes();
+        let kv_bytes = config.kv_cache_bytes(n_ctx, kv_dtype.bytes());
         // Everything the model will hold, known before the first byte is read.
         let mut tally = Tally {
             weights: table

@@ -123,10 +123,13 @@ impl WeightTable {
         }
     }
 
+    /// Every tensor the forward pass reads, each once: a tied LM head is the embedding.
     pub fn all(&self) -> impl Iterator<Item = &WeightSpec> {
+        let untied_output = (self.output.name != self.token_embd.name).then_some(&self.output);
         std::iter::once(&self.token_embd)
             .chain(self.layers.iter().flat_map(|l| l.all()))
-            .chain([&self.output_norm, &self.output])
+            .chain(std::iter::once(&self.output_norm))
+            .chain(untied_output)
     }
 
     /// Checks that every tensor exists with the expected shape; the first problem wins.
