@@ -144,29 +144,28 @@ pub fn App() -> impl IntoView {
         });
         let action = remedy(kind, state.last_load.get().as_ref()).map(|r| {
             let engine = remedy_engine.clone();
-            match r {
-                Remedy::Retry(source) => view! {
-                    <button type="button" data-testid="retry" disabled=move || state.loading.get()
-                        on:click=move |_| {
-                            if let Some(e) = &engine {
-                                state.start_load(&source, "Resuming the download…".into());
-                                load(e, source.clone());
-                            }
-                        }>"Retry"</button>
-                }.into_any(),
-                Remedy::Reload(source) => view! {
-                    <button type="button" data-testid="reload-model" disabled=move || state.loading.get()
-                        on:click=move |_| {
-                            if let Some(e) = &engine {
-                                state.start_load(&source, "Loading the model again…".into());
-                                load(e, source.clone());
-                            }
-                        }>"Reload the model"</button>
-                }.into_any(),
-                Remedy::PickAgain => view! {
-                    <p>"Open the model file again to continue."</p>
-                }.into_any(),
+            let (source, testid, label, status) = match r {
+                Remedy::Retry(source) => (source, "retry", "Retry", "Resuming the download…"),
+                Remedy::Reload(source) => (
+                    source,
+                    "reload-model",
+                    "Reload the model",
+                    "Loading the model again…",
+                ),
+                Remedy::PickAgain => {
+                    return view! { <p>"Open the model file again to continue."</p> }.into_any()
+                }
+            };
+            view! {
+                <button type="button" data-testid=testid disabled=move || state.loading.get()
+                    on:click=move |_| {
+                        if let Some(e) = &engine {
+                            state.start_load(&source, status.into());
+                            load(e, source.clone());
+                        }
+                    }>{label}</button>
             }
+            .into_any()
         });
         Some(view! { <div class="remedy">{lost}{action}</div> })
     };

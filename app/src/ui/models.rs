@@ -8,7 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::engine::EngineHandle;
 use super::state::{fmt_bytes, AppState};
-use crate::protocol::{LoadSource, Phase, Request};
+use crate::protocol::{LoadSource, ModelInfo, Phase, Request};
 
 /// Context the engine's KV cache is sized for: m1's 4K-token budget plus question and answer.
 pub const DEFAULT_CONTEXT: u32 = 8192;
@@ -102,6 +102,30 @@ pub fn load_listed(engine: &EngineHandle, state: &AppState, m: &ListedModel) {
     load(engine, source);
 }
 
+/// " 98 MB · 30 layers · <device> · on the GPU: … · engine memory … · loaded in 6.6 s".
+fn loaded_details(m: &ModelInfo) -> String {
+    let gpu = m
+        .gpu_memory
+        .map(|g| {
+            format!(
+                " · on the GPU: {} of weights, {} of cache and activations",
+                fmt_bytes(g.weights),
+                fmt_bytes(g.state)
+            )
+        })
+        .unwrap_or_default();
+    let w = m.worker_memory;
+    format!(
+        " {} · {} layers · {}{gpu} · engine memory {} (this load added {}) · loaded in {:.1} s",
+        fmt_bytes(m.file_bytes),
+        m.n_layers,
+        m.device,
+        fmt_bytes(w.after_load),
+        fmt_bytes(w.after_load.saturating_sub(w.before_load)),
+        m.load_ms / 1000.0
+    )
+}
+
 /// Sends a load (a listed or typed URL, a cached copy, or a Retry/Reload of one).
 pub fn load(engine: &EngineHandle, source: LoadSource) {
     engine.send(&Request::Load {
@@ -163,7 +187,7 @@ pub fn ModelPanel(
                     } else {
                         view! { <span class="badge demo" data-testid="m1-badge">"not m1: a general model that demonstrates the engine"</span> }.into_any()
                     }}
-                    <span class="muted">{format!(" {} · {} layers · {}{} · loaded in {:.1} s", fmt_bytes(m.file_bytes), m.n_layers, m.device, m.gpu_memory.map(|g| format!(" · on the GPU: {} of weights, {} of cache and activations", fmt_bytes(g.weights), fmt_bytes(g.state))).unwrap_or_default() + &format!(" · engine memory {} (this load added {})", fmt_bytes(m.worker_memory.after_load), fmt_bytes(m.worker_memory.after_load.saturating_sub(m.worker_memory.before_load))), m.load_ms / 1000.0)}</span>
+                    <span class="muted">{loaded_details(&m)}</span>
                 </p>
             })}
             <ul class="model-list">

@@ -42,6 +42,14 @@ impl Index {
         self.entries.retain(|e| e.file != file);
         self.partials.retain(|p| p.file != file);
     }
+
+    /// Records `partial` in place of anything of the same name.
+    async fn keep_partial(partial: &PartialRecord) -> Result<(), String> {
+        let mut index = read_index().await;
+        index.forget(&partial.file);
+        index.partials.push(partial.clone());
+        write_index(&index).await
+    }
 }
 
 fn storage() -> Result<StorageManager, String> {
@@ -175,11 +183,9 @@ pub async fn estimate() -> (Option<u64>, Option<u64>) {
 /// Writes a download into the cache at the offsets it arrives at.
 pub struct CacheWriter {
     handle: FileSystemSyncAccessHandle,
-    file: String,
-    url: String,
-    size: u64,
-    /// Byte ranges written so far, sorted and merged.
-    covered: Vec<(u64, u64)>,
+    /// The download and the byte ranges written so far (sorted, merged): what the index
+    /// records when the download is suspended.
+    record: PartialRecord,
 }
 
 impl CacheWriter {
@@ -206,26 +212,20 @@ impl CacheWriter {
             let _ = await_promise(p).await;
         }
         // A stale entry of the same name, complete or not, is replaced.
-        let mut index = read_index().await;
-        index.forget(file);
-        index.partials.push(PartialRecord {
+        let record = PartialRecord {
             file: file.to_string(),
             url: url.to_string(),
             size,
             covered: Vec::new(),
-        });
-        write_index(&index).await.map_err(CacheError::Other)?;
+        };
+        Index::keep_partial(&record)
+            .await
+            .map_err(CacheError::Other)?;
         let handle = sync_handle(file).await.map_err(CacheError::Other)?;
         handle
             .truncate_with_f64(0.0)
             .map_err(|e| CacheError::Other(describe(&e)))?;
-        Ok(Self {
-            handle,
-            file: file.to_string(),
-            url: url.to_string(),
-            size,
-            covered: Vec::new(),
-        })
+        Ok(Self { handle, record })
     }
 
     /// Reopens the partial copy of a download of `url` (same file name and size) with the
@@ -244,13 +244,7 @@ impl CacheWriter {
             handle.close();
             return None;
         }
-        Some(Self {
-            handle,
-            file: record.file,
-            url: record.url,
-            size,
-            covered: record.covered,
-        })
+        Some(Self { handle, record })
     }
 
     /// Keeps the partial copy for a later resume (the network broke off): flushes it and
@@ -259,15 +253,7 @@ impl CacheWriter {
         let flushed = self.handle.flush().map_err(|e| describe(&e));
         self.handle.close();
         flushed?;
-        let mut index = read_index().await;
-        index.forget(&self.file);
-        index.partials.push(PartialRecord {
-            file: self.file,
-            url: self.url,
-            size: self.size,
-            covered: self.covered,
-        });
-        write_index(&index).await
+        Index::keep_partial(&self.record).await
     }
 
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), String> {
@@ -287,7 +273,7 @@ impl CacheWriter {
     /// From `pos` (before `end`): whether the copy already holds that byte, and where that
     /// run (held or missing) stops.
     pub fn run_at(&self, pos: u64, end: u64) -> (bool, u64) {
-        run_at(&self.covered, pos, end)
+        run_at(&self.record.covered, pos, end)
     }
 
     /// Reads bytes the copy already holds (a resumed download).
@@ -308,16 +294,16 @@ impl CacheWriter {
     }
 
     fn cover(&mut self, start: u64, end: u64) {
-        self.covered.push((start, end));
-        self.covered.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.covered.len());
-        for &(s, e) in &self.covered {
+        self.record.covered.push((start, end));
+        self.record.covered.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.record.covered.len());
+        for &(s, e) in &self.record.covered {
             match merged.last_mut() {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => merged.push((s, e)),
             }
         }
-        self.covered = merged;
+        self.record.covered = merged;
     }
 
     /// Ranges the loader never read (padding, metadata it skipped): fetched before the copy
@@ -325,14 +311,14 @@ impl CacheWriter {
     pub fn gaps(&self) -> Vec<(u64, u64)> {
         let mut gaps = Vec::new();
         let mut at = 0;
-        for &(s, e) in &self.covered {
+        for &(s, e) in &self.record.covered {
             if s > at {
                 gaps.push((at, s));
             }
             at = at.max(e);
         }
-        if at < self.size {
-            gaps.push((at, self.size));
+        if at < self.record.size {
+            gaps.push((at, self.record.size));
         }
         gaps
     }
@@ -350,19 +336,19 @@ impl CacheWriter {
         let digest = match result {
             Ok(d) => d,
             Err(e) => {
-                let _ = delete(&self.file).await;
+                let _ = delete(&self.record.file).await;
                 return Err(e);
             }
         };
         let entry = CacheEntry {
-            file: self.file.clone(),
-            size: self.size,
+            file: self.record.file.clone(),
+            size: self.record.size,
             sha256: Some(digest),
             is_m1,
             incomplete: None,
         };
         let mut index = read_index().await;
-        index.forget(&self.file);
+        index.forget(&self.record.file);
         index.entries.push(entry.clone());
         write_index(&index).await.map_err(CacheError::Other)?;
         Ok(entry)
@@ -380,10 +366,10 @@ impl CacheWriter {
             .handle
             .get_size()
             .map_err(|e| CacheError::Other(describe(&e)))? as u64;
-        if len != self.size {
+        if len != self.record.size {
             return Err(CacheError::Corrupt(format!(
                 "the cached copy has {len} bytes, expected {}",
-                self.size
+                self.record.size
             )));
         }
         let mut hasher = Sha256::new();
@@ -422,7 +408,7 @@ impl CacheWriter {
     /// Drops a partial copy (cancel, network failure the user gave up on).
     pub async fn abandon(self) {
         self.handle.close();
-        let _ = delete(&self.file).await;
+        let _ = delete(&self.record.file).await;
     }
 }
 
