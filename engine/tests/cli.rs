@@ -13,7 +13,7 @@ use m1_engine::reason::{m1_prompt, Question};
 use serde_json::Value;
 
 mod common;
-use common::{test_model, QWEN, SMOLLM};
+use common::{ids, test_model, QWEN, SMOLLM};
 
 fn m1(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_m1"))
@@ -77,14 +77,6 @@ fn json_lines(out: &Output) -> Vec<Value> {
     stdout(out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
 

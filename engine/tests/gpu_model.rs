@@ -18,7 +18,7 @@ use m1_engine::model::{GpuModel, GpuModelOptions};
 use serde_json::Value;
 
 mod common;
-use common::{fixture, retyped_smollm2, test_model, QWEN, SMOLLM};
+use common::{fixture, ids, retyped_smollm2, test_model, QWEN, SMOLLM};
 
 /// How much of the fixture the greedy check covers: every prompt's 32 tokens on a hardware
 /// GPU (or with M1_GPU_TEST_FULL=1), a short prompt's first `software_tokens` on a software
@@ -31,14 +31,6 @@ fn greedy_plan(gpu: &Gpu, software_tokens: usize) -> (Option<&'static str>, usiz
     } else {
         (Some("plain_list"), software_tokens)
     }
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
 }
 
 /// The f32 path and, where offered, the f16 path; empty (with a printed reason) without a

@@ -10,7 +10,7 @@ use m1_engine::tokenizer::{StreamDecoder, Tokenizer};
 use serde_json::Value;
 
 mod common;
-use common::{fixture, test_model, QWEN, SMOLLM};
+use common::{fixture, ids, test_model, QWEN, SMOLLM};
 
 fn load(name: &str) -> Option<(Tokenizer, Value)> {
     let path = test_model(name)?;
@@ -21,14 +21,6 @@ fn load(name: &str) -> Option<(Tokenizer, Value)> {
     let tok = Tokenizer::from_metadata(&header.metadata).unwrap();
     eprintln!("{name}: tokenizer built in {:?}", t.elapsed());
     Some((tok, fx["models"][name].clone()))
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// Every prompt and tricky text of the fixture tokenizes to llama.cpp's ids.

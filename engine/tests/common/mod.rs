@@ -30,6 +30,15 @@ pub fn test_model(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// A fixture's JSON array of token ids.
+pub fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of token ids")
+        .iter()
+        .map(|x| x.as_u64().expect("a token id") as u32)
+        .collect()
+}
+
 /// llama.cpp's reference tokens (scripts/llama_reference.py), or None with a printed reason.
 pub fn fixture() -> Option<Value> {
     json_fixture("llama_cpp_reference.json", "scripts/llama_reference.py")
