@@ -7,7 +7,7 @@ checks its own engine against this fixture, including each file's sha256: when t
 converter's output changes, regenerate:
 
     cargo test -p m1-engine --test quantize
-    .cache/venv/bin/python scripts/llama_quantize_reference.py
+    .cache/llama-avx2/bin/python scripts/llama_quantize_reference.py   (scripts/llama_builds.sh)
 
 Output: engine/tests/fixtures/quantize_reference.json (small, committed).
 """
@@ -15,9 +15,10 @@ Output: engine/tests/fixtures/quantize_reference.json (small, committed).
 import argparse
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
+
+from reference_common import compact_json, llama_build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,13 +33,6 @@ PROMPTS = {
     "plain": "The patient is a 30-year-old woman with fever and cough",
     "code": "def fibonacci(n):\n    return",
 }
-
-
-def compact_json(value):
-    """Indented JSON with every list of plain numbers on one line."""
-    text = json.dumps(value, ensure_ascii=False, indent=1)
-    compact = re.sub(r"\[[-\d.,e\s]*\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(0)[1:-1].split(",") if x.strip()) + "]", text)
-    return compact if json.loads(compact) == value else text
 
 
 def greedy_with_gaps(llm, tokens, n):
@@ -71,6 +65,7 @@ def main():
     import llama_cpp
     from llama_cpp import Llama
 
+    isa, _ = llama_build()
     files = sorted(Path(args.dir).glob("*.gguf"))
     if not files:
         print(f"no GGUFs in {args.dir}: run `cargo test -p m1-engine --test quantize` first", file=sys.stderr)
@@ -78,6 +73,7 @@ def main():
     result = {
         "generator": "scripts/llama_quantize_reference.py",
         "llama_cpp_python": llama_cpp.__version__,
+        "build": isa,
         "settings": {"n_ctx": N_CTX, "n_threads": N_THREADS, "n_greedy": N_GREEDY,
                      "tokenize": "add_bos=False, special=True"},
         "models": {},

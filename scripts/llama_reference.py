@@ -2,23 +2,27 @@
 """Records llama.cpp reference token ids for the engine's tests.
 
 For each test model: the tokenization (special tokens parsed) of a set of prompts and of
-tricky texts, and the first N greedy tokens after each prompt. Output:
-engine/tests/fixtures/llama_cpp_reference.json (small, committed), so CI never has to
-build llama.cpp.
+tricky texts, and the first N greedy tokens after each prompt, with llama.cpp's top 5 and
+its own batch-vs-incremental noise at every step. Also the greedy tokens of llama.cpp's
+other numerical configurations (the prompt token by token, flash attention, another x86
+kernel set): llama.cpp's own runs disagree with each other where two logits are nearly
+tied, and the tests need to know where. Output: engine/tests/fixtures/llama_cpp_reference.json
+(small, committed), so CI never has to build llama.cpp.
 
-Setup (compiles llama.cpp, ~10-15 min on 2 cores; the wheel is cached afterwards):
-    python3 -m venv .cache/venv
-    nice -n 19 .cache/venv/bin/pip install llama-cpp-python==0.3.36
-Run:
-    .cache/venv/bin/python scripts/llama_reference.py [--models DIR] [--out FILE]
+Setup (two pinned builds of llama.cpp, ~9 min each on 2 cores):
+    scripts/llama_builds.sh
+Run (the AVX2 build writes the reference; the AVX-512 build adds its runs):
+    .cache/llama-avx2/bin/python scripts/llama_reference.py [--models DIR] [--out FILE]
+    .cache/llama-avx512/bin/python scripts/llama_reference.py --runs-only
 """
 
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
+
+from reference_common import compact_json, llama_build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +36,15 @@ MODELS = [
 N_CTX = 512
 N_THREADS = 2
 N_GREEDY = 32
+
+# llama.cpp's knobs that move its logits by more than its near-ties: how the prompt is
+# evaluated (one batch, or one token at a time as generation does) and flash attention.
+# "batch" is llama.cpp's default and the reference the tests check step by step.
+CONFIGS = {
+    "batch": dict(n_batch=N_CTX),
+    "token": dict(n_batch=1, n_ubatch=1),
+    "flash": dict(n_batch=N_CTX, flash_attn=True),
+}
 
 QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
@@ -131,58 +144,66 @@ def greedy_margins(llm, tokens, n):
     return out, top, round(self_noise, 5)
 
 
-def compact_json(value):
-    """Indented JSON with every list of plain numbers on one line: readable diffs, small file."""
-    text = json.dumps(value, ensure_ascii=False, indent=1)
-    compact = re.sub(r"\[[-\d.,e\s]*\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(0)[1:-1].split(",") if x.strip()) + "]", text)
-    # The pattern could also touch a bracketed run inside a string value: keep the plain
-    # form unless the compact one decodes to the same data.
-    return compact if json.loads(compact) == value else text
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=os.environ.get("M1_TEST_MODELS", str(ROOT / ".cache" / "models")))
     ap.add_argument("--out", default=str(ROOT / "engine" / "tests" / "fixtures" / "llama_cpp_reference.json"))
+    ap.add_argument("--runs-only", action="store_true", help="add this build's greedy runs to an existing fixture")
     args = ap.parse_args()
 
     import llama_cpp
     from llama_cpp import Llama
 
-    result = {
-        "generator": "scripts/llama_reference.py",
-        "llama_cpp_python": llama_cpp.__version__,
-        "settings": {
-            "n_ctx": N_CTX,
-            "n_threads": N_THREADS,
-            "n_greedy": N_GREEDY,
-            "temp": 0.0,
-            "top_k": 1,
-            "repeat_penalty": 1.0,
-            "tokenize": "add_bos=True, special=True",
-        },
-        "models": {},
-    }
+    isa, info = llama_build()
+    if args.runs_only:
+        result = json.loads(Path(args.out).read_text(encoding="utf-8"))
+    else:
+        result = {
+            "generator": "scripts/llama_reference.py",
+            "llama_cpp_python": llama_cpp.__version__,
+            "reference_build": isa,
+            "settings": {
+                "n_ctx": N_CTX,
+                "n_threads": N_THREADS,
+                "n_greedy": N_GREEDY,
+                "temp": 0.0,
+                "top_k": 1,
+                "repeat_penalty": 1.0,
+                "tokenize": "add_bos=True, special=True",
+                "runs": {name: {k: v for k, v in kw.items()} for name, kw in CONFIGS.items()},
+            },
+            "builds": {},
+            "models": {},
+        }
+    result["builds"][isa] = info
     for name in MODELS:
         path = Path(args.models) / name
         if not path.exists():
             print(f"missing {path}", file=sys.stderr)
             sys.exit(1)
-        llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=N_THREADS, n_batch=N_CTX, seed=42, verbose=False)
-        tok = lambda text: [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)]
-        model = {"n_vocab": llm.n_vocab(), "bos": llm.token_bos(), "eos": llm.token_eos(), "prompts": {}, "tricky": {}}
-        for key, text in PROMPTS.items():
-            ids = tok(text)
-            gen = greedy(llm, ids, N_GREEDY)
-            gen2, top, self_noise = greedy_margins(llm, ids, N_GREEDY)
-            if gen2 != gen:
-                print(f"{name} {key}: sampler and argmax disagree: {gen} vs {gen2}", file=sys.stderr)
-            model["prompts"][key] = {"text": text, "ids": ids, "greedy": gen, "top5": top, "self_noise": self_noise}
-            print(f"{name} {key}: {len(ids)} prompt tokens, greedy {llm.detokenize(gen)[:60]!r}", file=sys.stderr)
-        for key, text in TRICKY.items():
-            model["tricky"][key] = {"text": text, "ids": tok(text)}
-        result["models"][name] = model
-        del llm
+        for config, kw in CONFIGS.items():
+            llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=N_THREADS, seed=42, verbose=False, **kw)
+            tok = lambda text: [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)]
+            reference = not args.runs_only and config == "batch"
+            if reference:
+                result["models"][name] = {"n_vocab": llm.n_vocab(), "bos": llm.token_bos(), "eos": llm.token_eos(), "prompts": {}, "tricky": {}}
+            model = result["models"][name]
+            for key, text in PROMPTS.items():
+                ids = tok(text)
+                gen = greedy(llm, ids, N_GREEDY)
+                if reference:
+                    gen2, top, self_noise = greedy_margins(llm, ids, N_GREEDY)
+                    if gen2 != gen:
+                        print(f"{name} {key}: sampler and argmax disagree: {gen} vs {gen2}", file=sys.stderr)
+                    model["prompts"][key] = {"text": text, "ids": ids, "greedy": gen, "top5": top, "self_noise": self_noise, "runs": {}}
+                case = model["prompts"][key]
+                assert case["ids"] == ids, f"{name} {key}: this build tokenizes differently"
+                case["runs"][f"{isa}/{config}"] = gen
+                print(f"{name} {key} {isa}/{config}: greedy {llm.detokenize(gen)[:60]!r}", file=sys.stderr)
+            if reference:
+                for key, text in TRICKY.items():
+                    model["tricky"][key] = {"text": text, "ids": tok(text)}
+            del llm
 
     Path(args.out).write_text(compact_json(result) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)

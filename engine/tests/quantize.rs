@@ -24,6 +24,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 mod common;
+use common::ids;
 #[path = "common/tiny_hf.rs"]
 mod tiny_hf;
 use tiny_hf::{Tiny, LLAMA_TINY, QWEN_TINY};
@@ -95,16 +96,8 @@ fn fixture() -> Option<Json> {
     )
 }
 
-fn ids(v: &Json) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 const REGENERATE: &str = "regenerate the fixture: cargo test -p m1-engine --test quantize; \
-                          .cache/venv/bin/python scripts/llama_quantize_reference.py";
+                          .cache/llama-avx2/bin/python scripts/llama_quantize_reference.py";
 
 #[test]
 fn every_type_loads_and_gives_llama_cpp_greedy_tokens() {
