@@ -106,6 +106,28 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "cargo test -p m1-engine --target wasm32-unknown-unknown --test gpu_browser",
         )
     });
+    stage("CPU path in wasm32 vs llama.cpp (Node)", &|| {
+        let mut c = cmd(
+            "cargo",
+            &[
+                "test",
+                "-p",
+                "m1-engine",
+                "--target",
+                wasm,
+                "--test",
+                "cpu_wasm",
+            ],
+        );
+        // Both models' prompts, free-running and teacher-forced: ~3.5 min in Node here.
+        c.env("M1_TEST_MODELS", &model_dir)
+            .env("M1_REQUIRE_MODELS", "1")
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "1200");
+        status(
+            c,
+            "cargo test -p m1-engine --target wasm32-unknown-unknown --test cpu_wasm",
+        )
+    });
     stage("wasm build (trunk build --release)", &serve::build_app);
     stage(
         "browser tests (Playwright in headless Chromium with WebGPU)",
