@@ -153,7 +153,7 @@ fn llama_runs(case: &Value) -> Vec<(String, Vec<u32>)> {
 }
 
 /// llama.cpp's top 5 at reference step `i`, as (token, distance below its best logit).
-fn top5(case: &Value, i: usize) -> Vec<(u32, f64)> {
+pub fn top5(case: &Value, i: usize) -> Vec<(u32, f64)> {
     case["top5"][i]
         .as_array()
         .expect("fixture records the top 5")
