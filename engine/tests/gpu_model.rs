@@ -107,10 +107,9 @@ fn compare(what: &str, gpu: &[f32], cpu: &[f32]) {
     assert_eq!(ga, ca, "{what}: argmax differs");
 }
 
-/// Teacher-forced greedy check, as tests/cpu_model.rs: prefill the prompt in one batch, then
+/// Teacher-forced greedy check (common/llama_parity.rs): prefill the prompt in one batch, then
 /// feed llama.cpp's own greedy tokens one at a time, sampling greedily on the GPU at every
-/// step. A step may differ only where llama.cpp itself cannot tell the tokens apart (in its
-/// top 5 and within its batch-vs-incremental noise of the best logit).
+/// step. A step may differ only where llama.cpp itself cannot tell the tokens apart.
 fn check_greedy(
     name: &str,
     label: &str,
@@ -120,10 +119,7 @@ fn check_greedy(
 ) {
     let (only, n_tokens) = greedy_plan(model.gpu(), software_tokens);
     let prompts = reference["prompts"].as_object().expect("prompts");
-    let noise = prompts
-        .values()
-        .map(|c| c["self_noise"].as_f64().expect("self_noise"))
-        .fold(0f64, f64::max);
+    let noise = llama_parity::noise(prompts);
     let mut failures = Vec::new();
     for (key, case) in prompts {
         if only.is_some_and(|k| k != key) {
@@ -152,15 +148,10 @@ fn check_greedy(
                 );
                 decode = Instant::now();
             }
-            if ours != expected {
-                let top = llama_parity::top5(case, i);
-                let gap = top.iter().find(|(t, _)| *t == ours).map(|&(_, g)| g);
-                differs.push((i, gap));
-                if !gap.is_some_and(|g| g <= noise) {
-                    failures.push(format!(
-                        "{key} token {i}: ours {ours}, llama.cpp {expected}; llama.cpp's top 5 (token, gap): {top:?}"
-                    ));
-                }
+            match llama_parity::judge_step(key, case, i, ours, expected, noise) {
+                Ok(None) => {}
+                Ok(Some(gap)) => differs.push((i, gap)),
+                Err(failure) => failures.push(failure),
             }
             if i + 1 < want.len() {
                 model.forward(&[expected]).expect("decode");
@@ -173,7 +164,7 @@ fn check_greedy(
             match differs.first() {
                 None => format!("all {} greedy tokens equal llama.cpp's", want.len()),
                 Some((i, gap)) => format!(
-                    "near-tie at token {i} ({gap:?} below llama.cpp's best; steps differing {:?})",
+                    "near-tie at token {i} ({gap} below llama.cpp's best; steps differing {:?})",
                     differs.iter().map(|d| d.0).collect::<Vec<_>>()
                 ),
             }

@@ -84,48 +84,27 @@ pub fn run(args: &[String]) -> Result<(), String> {
         status(c, "cargo test --workspace --no-fail-fast")?;
         sh::run("cargo", &["test", "--manifest-path", "xtask/Cargo.toml"])
     });
+    // engine/webdriver.json gives the flags; SwiftShader compiles ~40 pipelines in ~20 s,
+    // past the runner's default timeout.
     stage("kernels in Chromium's WebGPU (wasm-bindgen-test)", &|| {
-        let mut c = cmd(
-            "cargo",
+        wasm_test(
+            "gpu_browser",
             &[
-                "test",
-                "-p",
-                "m1-engine",
-                "--target",
-                wasm,
-                "--test",
-                "gpu_browser",
+                ("CHROMEDRIVER", "/usr/bin/chromedriver"),
+                ("WASM_BINDGEN_TEST_TIMEOUT", "600"),
             ],
-        );
-        // engine/webdriver.json gives the flags; SwiftShader compiles ~40 pipelines in ~20 s,
-        // past the runner's default timeout.
-        c.env("CHROMEDRIVER", "/usr/bin/chromedriver")
-            .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
-        status(
-            c,
-            "cargo test -p m1-engine --target wasm32-unknown-unknown --test gpu_browser",
         )
     });
+    // Both models' prompts, free-running and teacher-forced: ~3.5 min in Node here.
+    let models = model_dir.to_string_lossy().to_string();
     stage("CPU path in wasm32 vs llama.cpp (Node)", &|| {
-        let mut c = cmd(
-            "cargo",
+        wasm_test(
+            "cpu_wasm",
             &[
-                "test",
-                "-p",
-                "m1-engine",
-                "--target",
-                wasm,
-                "--test",
-                "cpu_wasm",
+                ("M1_TEST_MODELS", models.as_str()),
+                ("M1_REQUIRE_MODELS", "1"),
+                ("WASM_BINDGEN_TEST_TIMEOUT", "1200"),
             ],
-        );
-        // Both models' prompts, free-running and teacher-forced: ~3.5 min in Node here.
-        c.env("M1_TEST_MODELS", &model_dir)
-            .env("M1_REQUIRE_MODELS", "1")
-            .env("WASM_BINDGEN_TEST_TIMEOUT", "1200");
-        status(
-            c,
-            "cargo test -p m1-engine --target wasm32-unknown-unknown --test cpu_wasm",
         )
     });
     stage("wasm build (trunk build --release)", &serve::build_app);
@@ -171,6 +150,23 @@ fn browser_tests(model_dir: &std::path::Path) -> Result<(), String> {
         .env("M1_BASE_URL", format!("http://127.0.0.1:{port}"))
         .env("M1_ARTIFACTS", root().join("tests/artifacts"));
     status(c, "node --test e2e/")
+}
+
+/// One engine test file built for wasm32 and run by wasm-bindgen-test-runner (in Chromium
+/// when the file asks for a browser, else in Node).
+fn wasm_test(test: &str, env: &[(&str, &str)]) -> Result<(), String> {
+    let args = [
+        "test",
+        "-p",
+        "m1-engine",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--test",
+        test,
+    ];
+    let mut c = cmd("cargo", &args);
+    c.envs(env.iter().copied());
+    status(c, &format!("cargo {}", args.join(" ")))
 }
 
 fn status(mut c: std::process::Command, what: &str) -> Result<(), String> {
