@@ -58,7 +58,6 @@ pub enum LoadSource {
         name: String,
         size: Option<u64>,
         sha256: Option<String>,
-        is_m1: bool,
     },
     /// A model already in the OPFS cache: loads with no network.
     Cached { file: String },
@@ -114,6 +113,7 @@ pub enum Phase {
 pub struct ModelInfo {
     pub name: String,
     pub architecture: String,
+    /// The file names itself m1 in its metadata (`m1_engine::model::is_m1`).
     pub is_m1: bool,
     pub file_bytes: u64,
     pub n_layers: u32,
@@ -156,7 +156,6 @@ pub struct CacheEntry {
     pub file: String,
     pub size: u64,
     pub sha256: Option<String>,
-    pub is_m1: bool,
     /// `Some(bytes kept)` for a download that stopped part-way: loading the same model
     /// again resumes it. Such an entry cannot be loaded itself, only resumed or deleted.
     #[serde(default)]

@@ -97,7 +97,6 @@ mod tests {
             name: "m".into(),
             size: Some(10),
             sha256: None,
-            is_m1: false,
         }
     }
 

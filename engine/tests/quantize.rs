@@ -429,6 +429,31 @@ fn metadata_round_trips() {
     );
 }
 
+/// The page's m1 badge reads the file's own name: a model folder called "m1-7B-..." (as
+/// `huggingface-cli download UCSC-VLAA/m1-7B-23K --local-dir m1-7B-23K` makes) converts
+/// to a file that says it is m1; any other folder does not.
+#[test]
+fn the_folder_name_makes_the_file_m1() {
+    let c = converted();
+    let (_, h) = header(&c.files[&("qwen2-tiny", FileType::Q8_0)]);
+    assert!(!m1_engine::model::is_m1(&h.metadata));
+    let dir = broken_copy("m1-7B-tiny");
+    let output = dir.with_extension("gguf");
+    quantize::quantize(
+        &Options {
+            input: dir,
+            output: output.clone(),
+            file_type: FileType::Q8_0,
+            threads: 2,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let (_, h) = header(&output);
+    assert_eq!(h.metadata.get_str("general.name").unwrap(), "m1-7B-tiny");
+    assert!(m1_engine::model::is_m1(&h.metadata));
+}
+
 #[test]
 fn gguf_tokenizer_encodes_like_tokenizer_json() {
     let c = converted();
@@ -498,7 +523,7 @@ fn f32_source_converts_to_the_same_bytes_as_bf16() {
     );
 }
 
-/// A copy of the qwen folder to break in one way.
+/// A copy of the qwen folder, to break in one way or to rename.
 fn broken_copy(name: &str) -> PathBuf {
     converted();
     let src = root().join("hf/qwen2-tiny");

@@ -73,7 +73,6 @@ pub async fn load_model_list() -> Vec<ListedModel> {
         .collect();
     for f in folder {
         if !out.iter().any(|m| m.url.ends_with(&format!("/{}", f.file))) {
-            let lower = f.file.to_lowercase();
             out.push(ListedModel {
                 id: f.file.clone(),
                 name: f.file.clone(),
@@ -81,8 +80,8 @@ pub async fn load_model_list() -> Vec<ListedModel> {
                 size: Some(f.size),
                 url: format!("models/{}", f.file),
                 sha256: None,
-                // Named by the person who put it there; the badge says what the loader saw.
-                is_m1: lower.starts_with("m1"),
+                // Whatever its name, the loaded model's badge comes from its own metadata.
+                is_m1: false,
                 note: "A GGUF file from the models folder.".into(),
             });
         }
@@ -96,7 +95,6 @@ pub fn load_listed(engine: &EngineHandle, state: &AppState, m: &ListedModel) {
         name: m.name.clone(),
         size: m.size,
         sha256: m.sha256.clone(),
-        is_m1: m.is_m1,
     };
     state.start_load(&source, format!("Loading {}…", m.name));
     load(engine, source);

@@ -133,7 +133,6 @@ pub async fn list() -> Vec<CacheEntry> {
                 file: p.file,
                 size: p.size,
                 sha256: None,
-                is_m1: false,
             });
         }
     }
@@ -328,7 +327,6 @@ impl CacheWriter {
     pub async fn finish(
         self,
         sha256: Option<&str>,
-        is_m1: bool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<CacheEntry, CacheError> {
         let result = self.verify(sha256, &mut progress);
@@ -344,7 +342,6 @@ impl CacheWriter {
             file: self.record.file.clone(),
             size: self.record.size,
             sha256: Some(digest),
-            is_m1,
             incomplete: None,
         };
         let mut index = read_index().await;

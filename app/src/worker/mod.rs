@@ -214,7 +214,7 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
     let memory_before = wasm_memory_bytes();
     let result = load_inner(source, file, context as usize).await;
     match result {
-        Ok((session, name, is_m1, file_bytes, cached_as)) => {
+        Ok((session, name, file_bytes, cached_as)) => {
             // wgpu's web backend leaves the adapter name empty; use the probe's label.
             let device = match (session.device_name(), with_state(|s| s.device.clone())) {
                 (n, Some(DeviceInfo::WebGpu { adapter })) if n.is_empty() => adapter.name,
@@ -223,7 +223,7 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
             let info = ModelInfo {
                 name,
                 architecture: format!("{:?}", session.config.architecture).to_lowercase(),
-                is_m1,
+                is_m1: session.is_m1,
                 file_bytes,
                 n_layers: session.config.n_layer as u32,
                 context: m1_engine::backend::Backend::context_len(&session.backend) as u32,
@@ -261,9 +261,8 @@ async fn load(source: LoadSource, file: Option<File>, context: u32) {
     });
 }
 
-/// The session, its name, whether it is m1, its size, and the cache file it can be
-/// loaded from again.
-type Loaded = (Session, String, bool, u64, Option<String>);
+/// The session, its name, its size, and the cache file it can be loaded from again.
+type Loaded = (Session, String, u64, Option<String>);
 
 async fn load_inner(
     source: LoadSource,
@@ -276,7 +275,6 @@ async fn load_inner(
             name,
             size,
             sha256,
-            is_m1,
         } => {
             let control = LoadControl::new(Phase::Download);
             with_state(|s| s.loading = Some(control.clone()));
@@ -323,7 +321,7 @@ async fn load_inner(
                 if let Some(w) = src.take_cache() {
                     let verify = LoadControl::new(Phase::Verify);
                     match w
-                        .finish(sha256.as_deref(), is_m1, |d, t| verify.advance(d, t))
+                        .finish(sha256.as_deref(), |d, t| verify.advance(d, t))
                         .await
                     {
                         Ok(entry) => cached_as = Some(entry.file),
@@ -338,7 +336,7 @@ async fn load_inner(
                     }
                 }
             }
-            Ok((session, name, is_m1, total, cached_as))
+            Ok((session, name, total, cached_as))
         }
         LoadSource::Cached { file: name } => {
             let entry = cache::entry(&name).await.ok_or((
@@ -354,7 +352,7 @@ async fn load_inner(
             let session = read_model(&mut src, context)
                 .await
                 .map_err(|e| explain(e, src.failure.clone()))?;
-            Ok((session, name.clone(), entry.is_m1, entry.size, Some(name)))
+            Ok((session, name.clone(), entry.size, Some(name)))
         }
         LoadSource::Picked { name } => {
             let file = file.ok_or((
@@ -368,9 +366,7 @@ async fn load_inner(
             let session = read_model(&mut src, context)
                 .await
                 .map_err(|e| explain(e, src.failure.clone()))?;
-            // A picked file is m1 only if it says so; the name is the user's, not proof.
-            let is_m1 = name.to_lowercase().starts_with("m1");
-            Ok((session, name, is_m1, size, None))
+            Ok((session, name, size, None))
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Session {
     pub tokenizer: Tokenizer,
     pub backend: AnyBackend<Yielding<CpuBackend>>,
     pub config: ModelConfig,
+    /// The file names itself m1 (its metadata, not its file name: [`m1_engine::model::is_m1`]).
+    pub is_m1: bool,
 }
 
 impl Session {
@@ -85,6 +87,7 @@ impl Session {
             tokenizer,
             backend,
             config,
+            is_m1: m1_engine::model::is_m1(&header.metadata),
         })
     }
 
