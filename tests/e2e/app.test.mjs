@@ -3,7 +3,10 @@
 // offline and answer from the cached model; bad files give clear errors; kiosk mode.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { launch, BASE, foreignRequests, screenshot } from './harness.mjs';
 
 // The default demo model: it thinks under m1's prompt (SmolLM2-135M ends its thinking at once).
@@ -123,16 +126,19 @@ test('kiosk mode renders large, without model management, and resets when idle',
 
 test('the m1 badge comes from the model file itself, not from its name', async () => {
   // SmolLM2 picked under the real m1 file's name: loads, and is still called "not m1".
-  const bytes = readFileSync(new URL('../../.cache/models/smollm2-135m-instruct-q4_1.gguf', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'm1-named-'));
+  const named = join(dir, 'm1-7b-23k-q4_k_m.gguf');
+  symlinkSync(fileURLToPath(new URL('../../.cache/models/smollm2-135m-instruct-q4_1.gguf', import.meta.url)), named);
   const b = await launch();
   try {
     await b.page.goto(BASE);
     await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
-    await b.page.locator('input[type=file]').setInputFiles({ name: 'm1-7b-23k-q4_k_m.gguf', mimeType: 'application/octet-stream', buffer: bytes });
+    await b.page.locator('input[type=file]').setInputFiles(named);
     await b.page.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
     assert.match(await b.page.getByTestId('loaded-model').textContent(), /m1-7b-23k-q4_k_m\.gguf/);
     assert.match(await b.page.getByTestId('m1-badge').textContent(), /not m1/);
   } finally {
     await b.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
