@@ -115,6 +115,8 @@ test('kiosk mode renders large, without model management, and resets when idle',
     assert.equal(await b.page.locator('body.kiosk').count(), 1);
     assert.equal(await b.page.getByText('Cached models (work offline)').count(), 0);
     assert.equal((await b.page.getByTestId('budget-value').textContent()).trim(), '256 tokens');
+    // Before any run the counter shows the budget that Ask would use.
+    assert.equal((await b.page.getByTestId('think-counter').textContent()).trim(), '0 / 256');
     await b.page.locator('#question').fill('typed by a visitor');
     await screenshot(b.page, 'kiosk-1280');
     // No input for 3 s: back to the start screen with an empty question.

@@ -31,7 +31,7 @@ pub fn ReasoningPanel(state: AppState) -> impl IntoView {
                 <summary>
                     "Reasoning "
                     <span class="counter" data-testid="think-counter">
-                        {move || format!("{} / {}", state.think_tokens.get(), state.run_budget.get())}
+                        {move || format!("{} / {}", state.think_tokens.get(), state.run_budget.get().unwrap_or_else(|| state.budget.get()))}
                     </span>
                 </summary>
                 <div class="think" node_ref=scroller on:scroll=on_scroll data-testid="reasoning-text">

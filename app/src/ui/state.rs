@@ -42,8 +42,9 @@ pub struct AppState {
     pub think_tokens: RwSignal<usize>,
     pub budget: RwSignal<u32>,
     pub max_answer: RwSignal<u32>,
-    /// The budget of the run on screen (the slider may have moved since).
-    pub run_budget: RwSignal<u32>,
+    /// The budget of the run on screen (the slider may have moved since); `None` before the
+    /// first run, when the counter shows the slider's budget.
+    pub run_budget: RwSignal<Option<u32>>,
     pub answer_prefix: RwSignal<Option<String>>,
     pub answer: RwSignal<String>,
     pub summary: RwSignal<Option<Summary>>,
@@ -75,7 +76,7 @@ impl AppState {
             think_tokens: RwSignal::new(0),
             budget: RwSignal::new(4096),
             max_answer: RwSignal::new(1024),
-            run_budget: RwSignal::new(4096),
+            run_budget: RwSignal::new(None),
             answer_prefix: RwSignal::new(None),
             answer: RwSignal::new(String::new()),
             summary: RwSignal::new(None),
@@ -89,7 +90,6 @@ impl AppState {
         }
     }
 
-    /// Clears the previous answer when a new question starts.
     /// Marks a load as started; the caller sends the request.
     pub fn start_load(&self, source: &LoadSource, status: String) {
         self.loading.set(true);
@@ -98,12 +98,13 @@ impl AppState {
         self.last_load.set(Some(source.clone()));
     }
 
+    /// Clears the previous answer when a new question starts.
     pub fn start_run(&self, budget: u32, expected: Option<String>, asked: Vec<(String, String)>) {
         self.running.set(true);
         self.error.set(None);
         self.pieces.set(Vec::new());
         self.think_tokens.set(0);
-        self.run_budget.set(budget);
+        self.run_budget.set(Some(budget));
         self.answer_prefix.set(None);
         self.answer.set(String::new());
         self.summary.set(None);
