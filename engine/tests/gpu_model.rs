@@ -16,10 +16,10 @@ use m1_engine::cpu::{greedy, CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource};
 use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
 use m1_engine::model::{GpuModel, GpuModelOptions};
-use m1_engine::quantize::encode;
 use serde_json::Value;
 
 mod common;
+use common::m1_shape::{m1_shaped_gguf, M1_VOCAB};
 use common::{fixture, ids, llama_parity, retyped_smollm2, test_model, QWEN, SMOLLM};
 
 /// How much of the fixture the greedy check covers: every prompt's 32 tokens on a hardware
@@ -250,88 +250,23 @@ fn a_tensor_type_without_a_kernel_is_named_before_anything_is_uploaded() {
     .expect("the CPU path loads Q2_K");
 }
 
-/// m1-7B's own tensor shapes and Q4_K_M types (Qwen2.5-7B: width 3584, 28 query heads on 4
-/// KV heads of 128, FFN 18944, vocabulary 152064, q/k/v biases, an untied output), with one
-/// decoder layer of seeded random weights: the GPU path, with the 306 MB embedding and 447 MB
-/// output split across bindings where the device's limit is smaller (lavapipe: 128 MiB),
-/// gives the CPU path's logits after a prefill and after a decode step. The test models are
-/// 0.5B and 135M, so this is where m1's head size and widths meet the kernels end to end.
+/// m1-7B's own shapes and types (common/m1_shape.rs) on the GPU path, with the 306 MB
+/// embedding and 447 MB output split across bindings where the device's limit is smaller
+/// (lavapipe: 128 MiB), give the CPU path's logits after a prefill and after a decode step.
 #[test]
 fn m1_7b_shapes_gpu_matches_cpu() {
-    use m1_engine::gguf::{Layout, SliceSource, TensorSpec, Value as Meta};
-    use m1_engine::quantize::{tensor_type, FileType};
+    use m1_engine::gguf::SliceSource;
 
     let Some((gpu, label)) = gpus().into_iter().next() else {
         return;
     };
-    let (n_embd, n_ff, n_head, n_kv, vocab) = (3584u64, 18944u64, 28u64, 4u64, 152_064u64);
-    let kv_dim = n_kv * (n_embd / n_head);
-    let metadata: Vec<(String, Meta)> = vec![
-        ("general.architecture".into(), Meta::String("qwen2".into())),
-        ("qwen2.block_count".into(), Meta::U32(1)),
-        ("qwen2.context_length".into(), Meta::U32(32_768)),
-        ("qwen2.embedding_length".into(), Meta::U32(n_embd as u32)),
-        ("qwen2.feed_forward_length".into(), Meta::U32(n_ff as u32)),
-        (
-            "qwen2.attention.head_count".into(),
-            Meta::U32(n_head as u32),
-        ),
-        (
-            "qwen2.attention.head_count_kv".into(),
-            Meta::U32(n_kv as u32),
-        ),
-        ("qwen2.rope.freq_base".into(), Meta::F32(1e6)),
-        (
-            "qwen2.attention.layer_norm_rms_epsilon".into(),
-            Meta::F32(1e-6),
-        ),
-        ("qwen2.vocab_size".into(), Meta::U32(vocab as u32)),
-    ];
-    // (name, GGUF dims (row length first), scale of the random values, mean).
-    let tensors: Vec<(&str, Vec<u64>, f32, f32)> = vec![
-        ("token_embd.weight", vec![n_embd, vocab], 0.02, 0.0),
-        ("blk.0.attn_norm.weight", vec![n_embd], 0.1, 1.0),
-        ("blk.0.attn_q.weight", vec![n_embd, n_embd], 0.02, 0.0),
-        ("blk.0.attn_q.bias", vec![n_embd], 0.1, 0.0),
-        ("blk.0.attn_k.weight", vec![n_embd, kv_dim], 0.02, 0.0),
-        ("blk.0.attn_k.bias", vec![kv_dim], 0.1, 0.0),
-        ("blk.0.attn_v.weight", vec![n_embd, kv_dim], 0.02, 0.0),
-        ("blk.0.attn_v.bias", vec![kv_dim], 0.1, 0.0),
-        ("blk.0.attn_output.weight", vec![n_embd, n_embd], 0.02, 0.0),
-        ("blk.0.ffn_norm.weight", vec![n_embd], 0.1, 1.0),
-        ("blk.0.ffn_gate.weight", vec![n_embd, n_ff], 0.02, 0.0),
-        ("blk.0.ffn_up.weight", vec![n_embd, n_ff], 0.02, 0.0),
-        ("blk.0.ffn_down.weight", vec![n_ff, n_embd], 0.02, 0.0),
-        ("output_norm.weight", vec![n_embd], 0.1, 1.0),
-        ("output.weight", vec![n_embd, vocab], 0.02, 0.0),
-    ];
-    // Types as m1's own layer 0 gets them (28 layers: attn_v and ffn_down in q6_k).
-    let specs: Vec<TensorSpec> = tensors
-        .iter()
-        .map(|(name, dims, ..)| TensorSpec {
-            name: name.to_string(),
-            dims: dims.clone(),
-            ggml_type: tensor_type(FileType::Q4KM, name, dims, 28, false),
-        })
-        .collect();
-    let layout = Layout::new(&metadata, specs).expect("layout");
     let t = Instant::now();
-    let mut w = layout
-        .start(Vec::with_capacity(layout.file_size() as usize))
-        .expect("start");
-    for (i, (name, dims, scale, mean)) in tensors.iter().enumerate() {
-        let ty = layout.tensors()[i].ggml_type;
-        let bytes = random_tensor(ty, dims, *scale, *mean, i as u64);
-        assert_eq!(bytes.len() as u64, layout.tensor_size(i), "{name}");
-        w.write(i, &bytes).expect("write");
-    }
-    let file = w.finish().expect("finish");
+    let file = m1_shaped_gguf(M1_VOCAB);
     println!(
         "m1-7B-shaped one-layer GGUF: {} MB built in {:.1?}",
         file.len() / 1_000_000,
         t.elapsed()
     );
-
     let header = block_on(read_header(&mut SliceSource::new(&file))).expect("header");
     let mut cpu = block_on(CpuModel::load(
         &header,
@@ -368,42 +303,4 @@ fn m1_7b_shapes_gpu_matches_cpu() {
     let gpu_logits = block_on(model.logits()).expect("logits");
     let cpu_logits = cpu.forward(&[13], prompt.len()).expect("CPU decode");
     compare("m1-7B shapes, decode", &gpu_logits, &cpu_logits);
-}
-
-/// A tensor of `dims` (row length first) with values `mean + scale * u`, u uniform in
-/// [-1, 1) from a seeded xorshift, encoded as `ty`; quantized on two threads.
-fn random_tensor(
-    ty: m1_engine::gguf::GgmlType,
-    dims: &[u64],
-    scale: f32,
-    mean: f32,
-    seed: u64,
-) -> Vec<u8> {
-    let row = dims[0] as usize;
-    let rows = dims[1..].iter().product::<u64>() as usize;
-    let value = |i: usize| {
-        let mut x = (i as u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .wrapping_add(0x2545_F491_4F6C_DD1D);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        mean + scale * ((x >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-    };
-    let chunk_rows = rows.div_ceil(2).max(1);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = (0..rows)
-            .step_by(chunk_rows)
-            .map(|r0| {
-                s.spawn(move || {
-                    let r1 = (r0 + chunk_rows).min(rows);
-                    let values: Vec<f32> = (r0 * row..r1 * row).map(value).collect();
-                    encode(ty, values, row).expect("encode")
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| p.join().expect("thread"))
-            .collect()
-    })
 }

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 pub mod llama_parity;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod m1_shape;
 
 pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct.gguf";
 pub const SMOLLM: &str = "smollm2-135m-instruct-q4_1.gguf";
