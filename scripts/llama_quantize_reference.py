@@ -14,7 +14,6 @@ Output: engine/tests/fixtures/quantize_reference.json (small, committed).
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 

@@ -183,7 +183,7 @@ def main():
             sys.exit(1)
         for config, kw in CONFIGS.items():
             llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=N_THREADS, seed=42, verbose=False, **kw)
-            tok = lambda text: [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)]
+            tok = lambda text, llm=llm: [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)]
             reference = not args.runs_only and config == "batch"
             if reference:
                 result["models"][name] = {"n_vocab": llm.n_vocab(), "bos": llm.token_bos(), "eos": llm.token_eos(), "prompts": {}, "tricky": {}}
