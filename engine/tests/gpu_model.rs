@@ -16,6 +16,7 @@ use m1_engine::cpu::{greedy, CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource};
 use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
 use m1_engine::model::{GpuModel, GpuModelOptions};
+use m1_engine::quantize::FileType;
 use serde_json::Value;
 
 mod common;
@@ -261,7 +262,7 @@ fn m1_7b_shapes_gpu_matches_cpu() {
         return;
     };
     let t = Instant::now();
-    let file = m1_shaped_gguf(M1_VOCAB);
+    let file = m1_shaped_gguf(M1_VOCAB, FileType::Q4KM);
     println!(
         "m1-7B-shaped one-layer GGUF: {} MB built in {:.1?}",
         file.len() / 1_000_000,

@@ -1,8 +1,7 @@
 //! The qwen2/llama decoder on candle-core's CPU backend: quantized weights stay quantized
-//! (QMatMul dequantizes block by block inside the dot product), activations are f32.
+//! (`matmul_t` dequantizes block by block inside the dot product), activations are f32.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use candle_core::quantized::{k_quants, GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
 use candle_core::{Device, Module, Tensor};
@@ -60,33 +59,85 @@ fn q5_0_to_q8_0(src: &[u8]) -> Vec<u32> {
     words
 }
 
-/// A QTensor over a copy of the tensor's GGUF bytes; candle's shape is the GGUF dims
-/// reversed (ne0 last).
-fn qtensor(info: &TensorInfo, words: &[u32]) -> Result<QTensor, CpuError> {
-    let bytes: &[u8] = bytemuck::cast_slice(words);
-    let bytes = bytes
-        .get(..info.size as usize)
-        .ok_or_else(|| CpuError::Internal {
-            what: format!(
-                "tensor {:?} buffer shorter than {} bytes",
-                info.name, info.size
-            ),
-        })?;
-    let converted;
-    let (bytes, dtype) = if info.ggml_type == GgmlType::Q5_0 {
-        converted = q5_0_to_q8_0(bytes);
-        let len = bytes.len() / 22 * 34;
-        let all: &[u8] = bytemuck::cast_slice(&converted);
-        (&all[..len], GgmlDType::Q8_0)
-    } else {
-        (bytes, info.ggml_type.to_candle())
-    };
-    let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
-    let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
-    Ok(QTensor::new(storage, shape)?)
+/// One tensor as candle reads it: its bytes (Q5_0 already re-encoded as Q8_0) in u32
+/// words, which give candle's block structs the 4-byte alignment they need, and its shape
+/// in candle's order (the GGUF dims reversed: ne0 last).
+struct Raw {
+    /// The type in the file.
+    ty: GgmlType,
+    /// The type of `words`.
+    dtype: GgmlDType,
+    shape: Vec<usize>,
+    words: Vec<u32>,
+    len: usize,
 }
 
-/// A linear layer `y = x W^T` over quantized weights.
+impl Raw {
+    /// Takes the words a tensor's GGUF bytes were read into.
+    fn new(info: &TensorInfo, words: Vec<u32>) -> Result<Self, CpuError> {
+        let size = info.size as usize;
+        if words.len() * 4 < size {
+            return Err(CpuError::Internal {
+                what: format!("tensor {:?} buffer shorter than {size} bytes", info.name),
+            });
+        }
+        let shape = info.dims.iter().rev().map(|&d| d as usize).collect();
+        Ok(if info.ggml_type == GgmlType::Q5_0 {
+            let bytes: &[u8] = bytemuck::cast_slice(&words);
+            Self {
+                ty: info.ggml_type,
+                dtype: GgmlDType::Q8_0,
+                shape,
+                words: q5_0_to_q8_0(&bytes[..size]),
+                len: size / 22 * 34,
+            }
+        } else {
+            Self {
+                ty: info.ggml_type,
+                dtype: info.ggml_type.to_candle(),
+                shape,
+                words,
+                len: size,
+            }
+        })
+    }
+
+    fn is_float(&self) -> bool {
+        matches!(self.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+
+    /// A QTensor over a copy of the bytes.
+    fn qtensor(&self) -> Result<QTensor, CpuError> {
+        qtensor(self.dtype, &self.shape, self.bytes())
+    }
+
+    /// Float weights go to `QMatMul`, widened straight from the read bytes; block types to
+    /// `matmul_t`.
+    fn linear(&self) -> Result<Linear, CpuError> {
+        let &[n, k] = self.shape.as_slice() else {
+            return Err(CpuError::Internal {
+                what: format!("a linear layer's weight has shape {:?}", self.shape),
+            });
+        };
+        if let Some(values) = self.ty.widen_to_f32(self.bytes()) {
+            let weight = Tensor::from_vec(values, (n, k), &Device::Cpu)?;
+            return Ok(Linear::Candle(QMatMul::Tensor(weight)));
+        }
+        let weight = self.dtype.from_data(Cow::Borrowed(self.bytes()));
+        Ok(Linear::Direct { weight, n, k })
+    }
+}
+
+fn qtensor(dtype: GgmlDType, shape: &[usize], bytes: &[u8]) -> Result<QTensor, CpuError> {
+    let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
+    Ok(QTensor::new(storage, shape.to_vec())?)
+}
+
+/// A linear layer `y = x W^T`.
 ///
 /// Quantized weights bypass `QMatMul` for `QuantizedType::matmul_t`, ggml's scheme (the
 /// activations quantized to the weight type's dot partner, Q8_0 or Q8_K, then block dot
@@ -97,6 +148,11 @@ fn qtensor(info: &TensorInfo, words: &[u32]) -> Result<QTensor, CpuError> {
 /// this way; the 0.5B model is no slower. A 16 GB machine would be killed part-way through
 /// the first question instead of being told the model does not fit. The repacked Q8_0 path
 /// also quantizes activations to Q8_K (one scale per 256 values) where ggml uses Q8_0.
+///
+/// F32, F16 and BF16 weights take `QMatMul`, which widens the 16-bit ones to f32 (twice the
+/// file's bytes, counted by `check_memory`): candle's `matmul_t` for f16 is far slower
+/// (measured on a 2-layer model of m1-7B's widths in F16: decode 0.8 against 3.1 tok/s,
+/// prefill 1.6 against 73 tok/s).
 enum Linear {
     Candle(QMatMul),
     Direct {
@@ -109,16 +165,6 @@ enum Linear {
 }
 
 impl Linear {
-    fn from_arc(t: Arc<QTensor>) -> Result<Self, CpuError> {
-        let dtype = t.dtype();
-        if matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
-            return Ok(Self::Candle(QMatMul::from_arc(t)?));
-        }
-        let (n, k) = t.shape().dims2()?;
-        let weight = dtype.from_data(t.data()?);
-        Ok(Self::Direct { weight, n, k })
-    }
-
     /// `x`: (m, k) -> (m, n).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
@@ -248,20 +294,100 @@ pub struct CpuModel {
     config: ModelConfig,
     options: CpuOptions,
     max_seq_len: usize,
-    token_embd: Arc<QTensor>,
+    token_embd: QTensor,
     blocks: Vec<Block>,
     output_norm: Tensor,
     output: Linear,
     pos: usize,
 }
 
+/// What the model makes of a tensor.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// The token embedding: a QTensor for row lookups and, for a tied head, also the
+    /// output matrix. candle lends neither's bytes to the other, so a tied head is a copy.
+    Embedding {
+        tied: bool,
+    },
+    /// 1-D: norm weights and biases, widened to f32.
+    Dense,
+    Linear,
+}
+
+impl Role {
+    fn of(info: &TensorInfo, table: &WeightTable, config: &ModelConfig) -> Self {
+        if info.name == table.token_embd.name {
+            Self::Embedding {
+                tied: config.tied_output,
+            }
+        } else if info.dims.len() == 1 {
+            Self::Dense
+        } else {
+            Self::Linear
+        }
+    }
+
+    /// Bytes the model holds for `info` in this role.
+    fn held_bytes(self, info: &TensorInfo) -> u64 {
+        let widened = info.dims.iter().product::<u64>() * 4;
+        let stored = stored_bytes(info);
+        let matrix = match info.ggml_type {
+            GgmlType::F16 | GgmlType::BF16 => widened,
+            _ => stored,
+        };
+        match self {
+            Self::Embedding { tied } => stored + if tied { matrix } else { 0 },
+            Self::Dense => widened,
+            Self::Linear => matrix,
+        }
+    }
+}
+
+/// Bytes of a tensor in candle's blocks: the file's, except that Q5_0 becomes Q8_0.
+fn stored_bytes(info: &TensorInfo) -> u64 {
+    match info.ggml_type {
+        GgmlType::Q5_0 => info.size / 22 * 34,
+        _ => info.size,
+    }
+}
+
+/// A tensor as the model holds it, made as soon as its last byte is read so that the read
+/// buffer is freed at once: loading peaks at the weights plus one tensor.
+enum Held {
+    Embedding {
+        rows: QTensor,
+        head: Option<Linear>,
+    },
+    Dense(Tensor),
+    Linear(Linear),
+    /// An F32/F16/BF16 matrix, widened to f32 only when the model takes it: the output head
+    /// comes first then, not last as in the file, so the largest widening happens beside
+    /// the other matrices' 16-bit bytes rather than their f32 copies (m1-7B's widths in
+    /// F16, two layers: 5.3 GB peak instead of 6.3 GB).
+    Float(Raw),
+}
+
+impl Held {
+    fn new(raw: Raw, role: Role) -> Result<Self, CpuError> {
+        Ok(match role {
+            Role::Embedding { tied } => Self::Embedding {
+                rows: raw.qtensor()?,
+                head: tied.then(|| raw.linear()).transpose()?,
+            },
+            Role::Dense => Self::Dense(raw.qtensor()?.dequantize(&Device::Cpu)?),
+            Role::Linear if raw.is_float() => Self::Float(raw),
+            Role::Linear => Self::Linear(raw.linear()?),
+        })
+    }
+}
+
 /// Tensors read from the file, by name, until the model takes them.
 struct Loaded {
-    tensors: std::collections::HashMap<String, QTensor>,
+    tensors: std::collections::HashMap<String, Held>,
 }
 
 impl Loaded {
-    fn take(&mut self, spec: &WeightSpec) -> Result<QTensor, CpuError> {
+    fn take(&mut self, spec: &WeightSpec) -> Result<Held, CpuError> {
         self.tensors
             .remove(&spec.name)
             .ok_or_else(|| CpuError::Internal {
@@ -269,12 +395,25 @@ impl Loaded {
             })
     }
 
+    fn misplaced(spec: &WeightSpec) -> CpuError {
+        CpuError::Internal {
+            what: format!("tensor {:?} was loaded in another role", spec.name),
+        }
+    }
+
     fn linear(&mut self, spec: &WeightSpec) -> Result<Linear, CpuError> {
-        Linear::from_arc(Arc::new(self.take(spec)?))
+        match self.take(spec)? {
+            Held::Linear(l) => Ok(l),
+            Held::Float(raw) => raw.linear(),
+            _ => Err(Self::misplaced(spec)),
+        }
     }
 
     fn dense(&mut self, spec: &WeightSpec) -> Result<Tensor, CpuError> {
-        Ok(self.take(spec)?.dequantize(&Device::Cpu)?)
+        match self.take(spec)? {
+            Held::Dense(t) => Ok(t),
+            _ => Err(Self::misplaced(spec)),
+        }
     }
 
     fn dense_opt(&mut self, spec: &Option<WeightSpec>) -> Result<Option<Tensor>, CpuError> {
@@ -282,8 +421,9 @@ impl Loaded {
     }
 }
 
-/// Refuses a model whose weights, full KV cache (f32, `max_seq_len` positions) and largest
-/// tensor (held twice while it is read) exceed `limit` bytes.
+/// Refuses a model whose weights as held (see [`Role::held_bytes`]), full KV cache (f32,
+/// `max_seq_len` positions) and the buffers of the largest tensor being read exceed `limit`
+/// bytes.
 fn check_memory(
     header: &Header,
     table: &WeightTable,
@@ -294,9 +434,14 @@ fn check_memory(
     let mut weights = 0u64;
     let mut largest = 0u64;
     for spec in table.all() {
-        let size = spec.resolve(header)?.size;
-        weights += size;
-        largest = largest.max(size);
+        let info = spec.resolve(header)?;
+        weights += Role::of(info, table, config).held_bytes(info);
+        // While a tensor is converted: the bytes read, and Q5_0's Q8_0 re-encoding.
+        let reading = match info.ggml_type {
+            GgmlType::Q5_0 => info.size + stored_bytes(info),
+            _ => info.size,
+        };
+        largest = largest.max(reading);
     }
     let kv_cache = config.kv_cache_bytes(max_seq_len, 4);
     let needed = weights + kv_cache + largest;
@@ -352,17 +497,20 @@ impl CpuModel {
             dst.copy_from_slice(chunk.data);
             if chunk.last {
                 let info = chunk.info;
-                tensors.insert(info.name.clone(), qtensor(info, &words)?);
-                words = Vec::new();
+                let raw = Raw::new(info, std::mem::take(&mut words))?;
+                let held = Held::new(raw, Role::of(info, &table, &config))?;
+                tensors.insert(info.name.clone(), held);
             }
         }
         let mut loaded = Loaded { tensors };
 
-        let token_embd = Arc::new(loaded.take(&table.token_embd)?);
-        let output = if config.tied_output {
-            Linear::from_arc(token_embd.clone())?
-        } else {
-            loaded.linear(&table.output)?
+        let Held::Embedding { rows, head } = loaded.take(&table.token_embd)? else {
+            return Err(Loaded::misplaced(&table.token_embd));
+        };
+        let token_embd = rows;
+        let output = match head {
+            Some(tied) => tied,
+            None => loaded.linear(&table.output)?,
         };
         let mut blocks = Vec::with_capacity(config.n_layer);
         for l in &table.layers {

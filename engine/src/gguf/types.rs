@@ -88,6 +88,24 @@ impl GgmlType {
         }
     }
 
+    /// The values of a float tensor's little-endian bytes widened to f32; `None` for block
+    /// types, which need dequantizing.
+    pub fn widen_to_f32(self, bytes: &[u8]) -> Option<Vec<f32>> {
+        let words = |n: usize| bytes.chunks_exact(n);
+        Some(match self {
+            Self::F32 => words(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Self::F16 => words(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Self::BF16 => words(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => return None,
+        })
+    }
+
     /// The name ggml and llama.cpp print for the type.
     pub fn name(self) -> &'static str {
         match self {

@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 use super::{ConfigError, ModelConfig, RopeType, WeightTable};
-use crate::gguf::{
-    ByteSource, GgmlType, GgufError, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES,
-};
+use crate::gguf::{ByteSource, GgufError, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
 use crate::gpu::{
     F32Buffer, Gpu, GpuError, KvCache, KvDtype, Ops, RopeFreqs, RopeMode, Sampling, TokenReadback,
     U32Buffer, WeightTensor, WeightType,
@@ -230,24 +228,12 @@ fn is_vector(info: &TensorInfo) -> bool {
 }
 
 fn vector_to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>, ModelError> {
-    let words = |n: usize| bytes.chunks_exact(n);
-    Ok(match info.ggml_type {
-        GgmlType::F32 => words(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        GgmlType::F16 => words(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        GgmlType::BF16 => words(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(ModelError::UnsupportedVectorType {
-                name: info.name.clone(),
-                ty: other.name().to_string(),
-            })
-        }
-    })
+    info.ggml_type
+        .widen_to_f32(bytes)
+        .ok_or_else(|| ModelError::UnsupportedVectorType {
+            name: info.name.clone(),
+            ty: info.ggml_type.name().to_string(),
+        })
 }
 
 /// Runs `f` (which allocates and fills GPU buffers) inside out-of-memory and validation error

@@ -1,7 +1,8 @@
-//! A GGUF with m1-7B's own tensor shapes and Q4_K_M types (Qwen2.5-7B: width 3584, 28 query
-//! heads on 4 KV heads of 128, FFN 18944, q/k/v biases, an untied output) and one decoder
-//! layer of seeded random weights, built in memory: the test models are 0.5B and 135M, so
-//! this is where m1's widths and head size meet the engine end to end.
+//! A GGUF with m1-7B's own tensor shapes (Qwen2.5-7B: width 3584, 28 query heads on 4 KV
+//! heads of 128, FFN 18944, q/k/v biases, an untied output), llama.cpp's tensor types for a
+//! file type (m1 ships as Q4_K_M), and one decoder layer of seeded random weights, built in
+//! memory: the test models are 0.5B and 135M, so this is where m1's widths and head size
+//! meet the engine end to end.
 
 use m1_engine::gguf::{GgmlType, Layout, TensorSpec, Value};
 use m1_engine::quantize::{encode, tensor_type, FileType};
@@ -9,8 +10,9 @@ use m1_engine::quantize::{encode, tensor_type, FileType};
 /// m1-7B's vocabulary (its 152064-row embedding and output are 306 and 447 MB).
 pub const M1_VOCAB: u64 = 152_064;
 
-/// The file's bytes; `vocab` rows of embedding and output (m1's own: [`M1_VOCAB`]).
-pub fn m1_shaped_gguf(vocab: u64) -> Vec<u8> {
+/// The file's bytes; `vocab` rows of embedding and output (m1's own: [`M1_VOCAB`]), each
+/// tensor in the type `file_type` gives it.
+pub fn m1_shaped_gguf(vocab: u64, file_type: FileType) -> Vec<u8> {
     let (n_embd, n_ff, n_head, n_kv) = (3584u64, 18944u64, 28u64, 4u64);
     let kv_dim = n_kv * (n_embd / n_head);
     let u32v = |v: u64| Value::U32(v as u32);
@@ -51,13 +53,14 @@ pub fn m1_shaped_gguf(vocab: u64) -> Vec<u8> {
         ("output_norm.weight", vec![n_embd], 0.1, 1.0),
         ("output.weight", vec![n_embd, vocab], 0.02, 0.0),
     ];
-    // Types as m1's own layer 0 gets them (of 28 layers: attn_v and ffn_down in q6_k).
+    // Types as m1's own layer 0 gets them (of 28 layers; in Q4_K_M, attn_v and ffn_down
+    // are q6_k).
     let specs: Vec<TensorSpec> = tensors
         .iter()
         .map(|(name, dims, ..)| TensorSpec {
             name: name.to_string(),
             dims: dims.clone(),
-            ggml_type: tensor_type(FileType::Q4KM, name, dims, 28, false),
+            ggml_type: tensor_type(file_type, name, dims, 28, false),
         })
         .collect();
     let layout = Layout::new(&metadata, specs).expect("layout");
