@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use m1_engine::gpu::{
-    F32Buffer, Gpu, GpuOptions, KvCache, KvDtype, Ops, RopeFreqs, RopeMode, U32Buffer,
-    WeightTensor, WeightType,
-};
+use m1_engine::gpu::{Gpu, GpuOptions, Ops};
+
+mod common;
+use common::decode_step::DecodeStep;
 
 #[test]
 #[ignore]
@@ -18,70 +18,13 @@ fn decode_step_encode_overhead() {
         return;
     };
     let mut ops = Ops::new(&gpu).expect("ops");
-    let (dim, ff, n_heads, n_kv, hd, layers) = (64usize, 128usize, 2u32, 1u32, 32u32, 28usize);
-    let w = |rows: usize, cols: usize| {
-        WeightTensor::upload(
-            &gpu,
-            "w",
-            WeightType::Q8_0,
-            rows,
-            cols,
-            &vec![0u8; rows * cols / 32 * 34],
-        )
-        .expect("w")
-    };
-    let (wq, wk, wo, wg, wd) = (w(dim, dim), w(32, dim), w(dim, dim), w(ff, dim), w(dim, ff));
-    let z = |n: usize| F32Buffer::zeros(&gpu, "a", n).expect("buf");
-    let (x, h, q, k, v, att, o, g, u, norm, bq) = (
-        z(dim),
-        z(dim),
-        z(dim),
-        z(32),
-        z(32),
-        z(dim),
-        z(dim),
-        z(ff),
-        z(ff),
-        z(dim),
-        z(dim),
-    );
-    let freqs = RopeFreqs::new(&gpu, hd, 1e6, None).expect("freqs");
-    let cache = KvCache::new(&gpu, layers, 256, n_kv, hd, KvDtype::preferred(&gpu)).expect("cache");
-    let ids = U32Buffer::zeros(&gpu, "ids", 1).expect("ids");
-    let token = U32Buffer::zeros(&gpu, "token", 1).expect("token");
-    let logits = z(1000);
-    let out = w(1000, dim);
+    let work = DecodeStep::new(&gpu);
     for step in 0..12u32 {
         let t0 = Instant::now();
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        ops.embed(&mut enc, &wq, &ids, &x, 1).expect("embed");
-        for l in 0..layers {
-            ops.rms_norm(&mut enc, &x, &norm, &h, 1, 1e-6).expect("op");
-            ops.matmul(&mut enc, &h, &wq, Some(&bq), &q, 1).expect("op");
-            ops.matmul(&mut enc, &h, &wk, Some(&bq), &k, 1).expect("op");
-            ops.matmul(&mut enc, &h, &wk, Some(&bq), &v, 1).expect("op");
-            ops.rope(&mut enc, &q, &freqs, RopeMode::Neox, n_heads, hd, step, 1)
-                .expect("op");
-            ops.rope(&mut enc, &k, &freqs, RopeMode::Neox, n_kv, hd, step, 1)
-                .expect("op");
-            ops.kv_write(&mut enc, &cache, l, &k, &v, step, 1)
-                .expect("op");
-            ops.attention(&mut enc, &q, &cache, l, &att, n_heads, step, 1)
-                .expect("op");
-            ops.matmul(&mut enc, &att, &wo, None, &o, 1).expect("op");
-            ops.add(&mut enc, &x, &o, dim).expect("op");
-            ops.rms_norm(&mut enc, &x, &norm, &h, 1, 1e-6).expect("op");
-            ops.matmul(&mut enc, &h, &wg, None, &g, 1).expect("op");
-            ops.matmul(&mut enc, &h, &wg, None, &u, 1).expect("op");
-            ops.swiglu(&mut enc, &g, &u, ff).expect("op");
-            ops.matmul(&mut enc, &g, &wd, None, &o, 1).expect("op");
-            ops.add(&mut enc, &x, &o, dim).expect("op");
-        }
-        ops.matmul(&mut enc, &x, &out, None, &logits, 1)
-            .expect("op");
-        ops.argmax(&mut enc, &logits, 1000, &token).expect("op");
+        work.encode(&mut ops, &mut enc, step);
         let t1 = Instant::now();
         ops.submit(enc);
         let t2 = Instant::now();

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub mod decode_step;
 pub mod llama_parity;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod m1_shape;
