@@ -1,6 +1,9 @@
 //! Storage buffers: f32 activations, u32 token ids, weights in their GGUF byte layout (split by
 //! rows across buffers when one binding cannot hold them), and async readback.
 
+use std::marker::PhantomData;
+
+use bytemuck::Pod;
 use futures::channel::oneshot;
 
 use super::{Gpu, GpuError, WeightType};
@@ -31,48 +34,41 @@ fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> Result<wgpu::Buffer, Gp
     }))
 }
 
-/// An f32 storage buffer: activations ([T, dim] row-major), norm weights, biases, logits.
+/// A storage buffer of `len` elements of `T` (f32 or u32, WGSL's 4-byte scalars).
 #[derive(Debug, Clone)]
-pub struct F32Buffer {
+pub struct TypedBuffer<T> {
     pub(crate) buffer: wgpu::Buffer,
     len: usize,
+    element: PhantomData<T>,
 }
 
-impl F32Buffer {
+/// Activations ([T, dim] row-major), norm weights, biases, logits.
+pub type F32Buffer = TypedBuffer<f32>;
+/// Token ids in, the sampled token out.
+pub type U32Buffer = TypedBuffer<u32>;
+
+impl<T: Pod> TypedBuffer<T> {
+    const SIZE: u64 = std::mem::size_of::<T>() as u64;
+
     pub fn zeros(gpu: &Gpu, label: &str, len: usize) -> Result<Self, GpuError> {
         Ok(Self {
-            buffer: storage_buffer(gpu, label, len as u64 * 4)?,
+            buffer: storage_buffer(gpu, label, len as u64 * Self::SIZE)?,
             len,
+            element: PhantomData,
         })
     }
 
-    pub fn from_slice(gpu: &Gpu, label: &str, data: &[f32]) -> Result<Self, GpuError> {
+    pub fn from_slice(gpu: &Gpu, label: &str, data: &[T]) -> Result<Self, GpuError> {
         let b = Self::zeros(gpu, label, data.len())?;
         b.write(&gpu.queue, 0, data);
         Ok(b)
     }
 
-    /// From little-endian f32 bytes as stored in a GGUF file (norm weights, biases).
-    pub fn from_le_bytes(gpu: &Gpu, label: &str, bytes: &[u8]) -> Result<Self, GpuError> {
-        if !bytes.len().is_multiple_of(4) {
-            return Err(GpuError::NotMultiple {
-                op: "F32Buffer::from_le_bytes",
-                what: "byte length",
-                value: bytes.len() as u64,
-                multiple: 4,
-            });
-        }
-        let b = Self::zeros(gpu, label, bytes.len() / 4)?;
-        if !bytes.is_empty() {
-            gpu.queue.write_buffer(&b.buffer, 0, bytes);
-        }
-        Ok(b)
-    }
-
     /// Queues a write of `data` at element `offset` (applied before the next submit's work).
-    pub fn write(&self, queue: &wgpu::Queue, offset: usize, data: &[f32]) {
+    pub fn write(&self, queue: &wgpu::Queue, offset: usize, data: &[T]) {
         if !data.is_empty() {
-            queue.write_buffer(&self.buffer, offset as u64 * 4, bytemuck::cast_slice(data));
+            let at = offset as u64 * Self::SIZE;
+            queue.write_buffer(&self.buffer, at, bytemuck::cast_slice(data));
         }
     }
 
@@ -89,52 +85,27 @@ impl F32Buffer {
     }
 
     /// Reads the whole buffer back (tests, logits inspection); never blocks on the web.
-    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
-        read_f32(gpu, &self.buffer, 0, self.len).await
+    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<T>, GpuError> {
+        read_elements(gpu, &self.buffer, 0, self.len).await
     }
 }
 
-/// A u32 storage buffer: token ids in, sampled token out.
-#[derive(Debug, Clone)]
-pub struct U32Buffer {
-    pub(crate) buffer: wgpu::Buffer,
-    len: usize,
-}
-
-impl U32Buffer {
-    pub fn zeros(gpu: &Gpu, label: &str, len: usize) -> Result<Self, GpuError> {
-        Ok(Self {
-            buffer: storage_buffer(gpu, label, len as u64 * 4)?,
-            len,
-        })
-    }
-
-    pub fn from_slice(gpu: &Gpu, label: &str, data: &[u32]) -> Result<Self, GpuError> {
-        let b = Self::zeros(gpu, label, data.len())?;
-        b.write(&gpu.queue, 0, data);
-        Ok(b)
-    }
-
-    pub fn write(&self, queue: &wgpu::Queue, offset: usize, data: &[u32]) {
-        if !data.is_empty() {
-            queue.write_buffer(&self.buffer, offset as u64 * 4, bytemuck::cast_slice(data));
+impl F32Buffer {
+    /// From little-endian f32 bytes as stored in a GGUF file (norm weights, biases).
+    pub fn from_le_bytes(gpu: &Gpu, label: &str, bytes: &[u8]) -> Result<Self, GpuError> {
+        if !bytes.len().is_multiple_of(4) {
+            return Err(GpuError::NotMultiple {
+                op: "F32Buffer::from_le_bytes",
+                what: "byte length",
+                value: bytes.len() as u64,
+                multiple: 4,
+            });
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.buffer
-    }
-
-    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<u32>, GpuError> {
-        read_u32(gpu, &self.buffer, 0, self.len).await
+        let b = Self::zeros(gpu, label, bytes.len() / 4)?;
+        if !bytes.is_empty() {
+            gpu.queue.write_buffer(&b.buffer, 0, bytes);
+        }
+        Ok(b)
     }
 }
 
@@ -394,25 +365,15 @@ impl WeightWriter<'_> {
     }
 }
 
-/// Copies `len` f32 from element `offset` of `buffer` and reads them back.
-pub async fn read_f32(
+/// Copies `len` elements from element `offset` of `buffer` and reads them back.
+pub async fn read_elements<T: Pod>(
     gpu: &Gpu,
     buffer: &wgpu::Buffer,
     offset: usize,
     len: usize,
-) -> Result<Vec<f32>, GpuError> {
-    let bytes = read_bytes(gpu, buffer, offset as u64 * 4, len as u64 * 4).await?;
-    Ok(bytemuck::pod_collect_to_vec(&bytes))
-}
-
-/// Copies `len` u32 from element `offset` of `buffer` and reads them back.
-pub async fn read_u32(
-    gpu: &Gpu,
-    buffer: &wgpu::Buffer,
-    offset: usize,
-    len: usize,
-) -> Result<Vec<u32>, GpuError> {
-    let bytes = read_bytes(gpu, buffer, offset as u64 * 4, len as u64 * 4).await?;
+) -> Result<Vec<T>, GpuError> {
+    let size = std::mem::size_of::<T>() as u64;
+    let bytes = read_bytes(gpu, buffer, offset as u64 * size, len as u64 * size).await?;
     Ok(bytemuck::pod_collect_to_vec(&bytes))
 }
 

@@ -23,7 +23,7 @@ mod pipelines;
 pub mod reference;
 
 pub use buffers::{
-    read_f32, read_u32, F32Buffer, TokenReadback, U32Buffer, WeightTensor, WeightWriter,
+    read_elements, F32Buffer, TokenReadback, TypedBuffer, U32Buffer, WeightTensor, WeightWriter,
     FLUSH_BYTES,
 };
 pub use device::{AdapterReport, Gpu, GpuOptions};
