@@ -5,8 +5,7 @@
 //! Keeping that behind a two-method trait lets the real `tokenizers::Tokenizer` wrapper and a
 //! scripted test vocabulary drive the same state machine.
 
-use std::rc::Rc;
-use std::sync::Arc;
+use std::ops::Deref;
 
 use thiserror::Error;
 
@@ -85,45 +84,14 @@ pub trait TextCodec {
     fn special_tokens(&self) -> SpecialTokens;
 }
 
-// Forwarding impls so a driver can hand the controller a borrowed or shared tokenizer (the
-// web worker keeps one tokenizer for many questions) without the controller owning it.
-impl<T: TextCodec + ?Sized> TextCodec for &T {
-    fn encode(&self, text: &str) -> Result<Vec<u32>, CodecError> {
-        (**self).encode(text)
-    }
-    fn token_bytes(&self, id: u32) -> Result<Vec<u8>, CodecError> {
-        (**self).token_bytes(id)
-    }
-    fn special_tokens(&self) -> SpecialTokens {
-        (**self).special_tokens()
-    }
-}
-
-impl<T: TextCodec + ?Sized> TextCodec for Rc<T> {
-    fn encode(&self, text: &str) -> Result<Vec<u32>, CodecError> {
-        (**self).encode(text)
-    }
-    fn token_bytes(&self, id: u32) -> Result<Vec<u8>, CodecError> {
-        (**self).token_bytes(id)
-    }
-    fn special_tokens(&self) -> SpecialTokens {
-        (**self).special_tokens()
-    }
-}
-
-impl<T: TextCodec + ?Sized> TextCodec for Arc<T> {
-    fn encode(&self, text: &str) -> Result<Vec<u32>, CodecError> {
-        (**self).encode(text)
-    }
-    fn token_bytes(&self, id: u32) -> Result<Vec<u8>, CodecError> {
-        (**self).token_bytes(id)
-    }
-    fn special_tokens(&self) -> SpecialTokens {
-        (**self).special_tokens()
-    }
-}
-
-impl<T: TextCodec + ?Sized> TextCodec for Box<T> {
+// Forwarding through any pointer (`&T`, `Rc`, `Arc`, `Box`) so a driver can hand the
+// controller a borrowed or shared tokenizer (the web worker keeps one tokenizer for many
+// questions) without the controller owning it.
+impl<P> TextCodec for P
+where
+    P: Deref,
+    P::Target: TextCodec,
+{
     fn encode(&self, text: &str) -> Result<Vec<u32>, CodecError> {
         (**self).encode(text)
     }
