@@ -102,17 +102,14 @@ impl Raw {
         })
     }
 
-    fn is_float(&self) -> bool {
-        matches!(self.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
-    }
-
     fn bytes(&self) -> &[u8] {
         &bytemuck::cast_slice(&self.words)[..self.len]
     }
 
     /// A QTensor over a copy of the bytes.
     fn qtensor(&self) -> Result<QTensor, CpuError> {
-        qtensor(self.dtype, &self.shape, self.bytes())
+        let storage = QStorage::from_data(Cow::Borrowed(self.bytes()), &Device::Cpu, self.dtype)?;
+        Ok(QTensor::new(storage, self.shape.clone())?)
     }
 
     /// Float weights go to `QMatMul`, widened straight from the read bytes; block types to
@@ -130,11 +127,6 @@ impl Raw {
         let weight = self.dtype.from_data(Cow::Borrowed(self.bytes()));
         Ok(Linear::Direct { weight, n, k })
     }
-}
-
-fn qtensor(dtype: GgmlDType, shape: &[usize], bytes: &[u8]) -> Result<QTensor, CpuError> {
-    let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
-    Ok(QTensor::new(storage, shape.to_vec())?)
 }
 
 /// A linear layer `y = x W^T`.
@@ -331,9 +323,10 @@ impl Role {
     fn held_bytes(self, info: &TensorInfo) -> u64 {
         let widened = info.dims.iter().product::<u64>() * 4;
         let stored = stored_bytes(info);
-        let matrix = match info.ggml_type {
-            GgmlType::F16 | GgmlType::BF16 => widened,
-            _ => stored,
+        let matrix = if info.ggml_type.is_float() {
+            widened
+        } else {
+            stored
         };
         match self {
             Self::Embedding { tied } => stored + if tied { matrix } else { 0 },
@@ -375,7 +368,7 @@ impl Held {
                 head: tied.then(|| raw.linear()).transpose()?,
             },
             Role::Dense => Self::Dense(raw.qtensor()?.dequantize(&Device::Cpu)?),
-            Role::Linear if raw.is_float() => Self::Float(raw),
+            Role::Linear if raw.ty.is_float() => Self::Float(raw),
             Role::Linear => Self::Linear(raw.linear()?),
         })
     }

@@ -88,6 +88,11 @@ impl GgmlType {
         }
     }
 
+    /// F32, F16 or BF16: one value per element, no blocks.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F16 | Self::BF16)
+    }
+
     /// The values of a float tensor's little-endian bytes widened to f32; `None` for block
     /// types, which need dequantizing.
     pub fn widen_to_f32(self, bytes: &[u8]) -> Option<Vec<f32>> {
