@@ -20,7 +20,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
     models::ensure_default_model()?;
     println!("set-up took {:.0} s", t0.elapsed().as_secs_f64());
 
-    let wasm = "wasm32-unknown-unknown";
     let mut results: Vec<(&str, Result<(), String>, f64)> = Vec::new();
     let mut stage = |name: &'static str, f: &dyn Fn() -> Result<(), String>| {
         step(name);
@@ -68,7 +67,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 "--workspace",
                 "--all-targets",
                 "--target",
-                wasm,
+                tools::WASM_TARGET,
                 "--",
                 "-D",
                 "warnings",
@@ -160,7 +159,7 @@ fn wasm_test(test: &str, env: &[(&str, &str)]) -> Result<(), String> {
         "-p",
         "m1-engine",
         "--target",
-        "wasm32-unknown-unknown",
+        tools::WASM_TARGET,
         "--test",
         test,
     ];

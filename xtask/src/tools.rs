@@ -8,6 +8,8 @@ use crate::{root, step};
 pub const WASM_BINDGEN: &str = "0.2.130";
 pub const TRUNK: &str = "0.21.14";
 pub const BINARYEN: &str = "132";
+/// The browser target the engine and the app are built for.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const APT_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
@@ -19,8 +21,8 @@ const APT_PACKAGES: &[&str] = &[
 pub fn ensure_build_tools() -> Result<(), String> {
     step("checking build tools");
     let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if !targets.lines().any(|t| t == "wasm32-unknown-unknown") {
-        run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    if !targets.lines().any(|t| t == WASM_TARGET) {
+        run("rustup", &["target", "add", WASM_TARGET])?;
     }
     let wb = output("wasm-bindgen", &["--version"]).unwrap_or_default();
     if !wb.contains(WASM_BINDGEN) {
