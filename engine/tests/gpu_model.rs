@@ -15,7 +15,7 @@ use futures::executor::block_on;
 use m1_engine::cpu::{greedy, CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource};
 use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
-use m1_engine::model::{GpuModel, GpuModelOptions};
+use m1_engine::gpu::{GpuModel, GpuModelOptions};
 use m1_engine::quantize::FileType;
 use serde_json::Value;
 
@@ -217,7 +217,7 @@ fn smollm2_gpu_matches_cpu_and_llama_cpp() {
 #[test]
 fn a_tensor_type_without_a_kernel_is_named_before_anything_is_uploaded() {
     use m1_engine::gguf::{GgmlType, SliceSource};
-    use m1_engine::model::ModelError;
+    use m1_engine::gpu::GpuModelError;
     // Q2_K: llama.cpp's Q2_K files use it; we have no WGSL kernel for it (the CPU has one).
     let Some(bytes) = retyped_smollm2("blk.3.ffn_down.weight", GgmlType::Q2K) else {
         return;
@@ -235,7 +235,7 @@ fn a_tensor_type_without_a_kernel_is_named_before_anything_is_uploaded() {
     ))
     .expect_err("a Q2_K tensor must be refused on the GPU");
     assert!(
-        matches!(&err, ModelError::UnsupportedType { name, ty } if name == "blk.3.ffn_down.weight" && ty == "Q2_K"),
+        matches!(&err, GpuModelError::UnsupportedType { name, ty } if name == "blk.3.ffn_down.weight" && ty == "Q2_K"),
         "{err:?}"
     );
     assert_eq!(

@@ -752,7 +752,7 @@ fn cli_quantize_then_info() {
 #[test]
 fn gpu_path_gives_llama_cpp_greedy_tokens() {
     use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
-    use m1_engine::model::{GpuModel, GpuModelOptions};
+    use m1_engine::gpu::{GpuModel, GpuModelOptions};
     let c = converted();
     let Some(fx) = fixture() else { return };
     let mut failures = Vec::new();

@@ -8,8 +8,8 @@ use m1_engine::backend::{
 };
 use m1_engine::cpu::{CpuError, CpuModel, CpuOptions, WASM32_MEMORY};
 use m1_engine::gguf::{ByteSource, GgufError, Header};
-use m1_engine::gpu::{Gpu, GpuError, GpuOptions};
-use m1_engine::model::{GpuModel, GpuModelOptions, ModelConfig, ModelError};
+use m1_engine::gpu::{Gpu, GpuError, GpuModel, GpuModelError, GpuModelOptions, GpuOptions};
+use m1_engine::model::ModelConfig;
 use m1_engine::reason::{
     ChatConfig, Controller, Event as ReasonEvent, Question, ReasonConfig, QWEN_SYSTEM_PROMPT,
 };
@@ -50,9 +50,9 @@ impl Session {
                     GpuModel::load(gpu, header, source, options)
                         .await
                         .map_err(|e| match e {
-                            ModelError::Gguf(g) => LoadError::Read(g),
-                            ModelError::OutOfMemory { .. }
-                            | ModelError::Gpu(GpuError::OutOfMemory { .. }) => {
+                            GpuModelError::Gguf(g) => LoadError::Read(g),
+                            GpuModelError::OutOfMemory { .. }
+                            | GpuModelError::Gpu(GpuError::OutOfMemory { .. }) => {
                                 LoadError::OutOfMemory(format!(
                                     "the model does not fit in this GPU's memory: {e}"
                                 ))

@@ -1,8 +1,7 @@
 //! [`Backend`] over the WebGPU model: logits stay on the GPU, one `u32` comes back per token.
 
 use super::{Backend, EngineError, Sampling};
-use crate::gpu;
-use crate::model::GpuModel;
+use crate::gpu::{self, GpuModel};
 
 pub struct GpuBackend {
     model: GpuModel,

@@ -18,6 +18,7 @@ mod buffers;
 mod device;
 mod dtype;
 mod kv;
+mod model;
 mod ops;
 mod pipelines;
 pub mod reference;
@@ -29,6 +30,7 @@ pub use buffers::{
 pub use device::{AdapterReport, Gpu, GpuOptions};
 pub use dtype::WeightType;
 pub use kv::{KvCache, KvDtype};
+pub use model::{GpuModel, GpuModelError, GpuModelOptions, DEFAULT_CONTEXT, DEFAULT_MAX_PREFILL};
 pub use ops::{Ops, RopeFreqs, RopeMode, Sampling, Tuning};
 pub use pipelines::{Kernel, PipelineKey};
 

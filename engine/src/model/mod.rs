@@ -1,13 +1,11 @@
 //! The model description shared by the GPU and CPU paths: hyper-parameters from GGUF
-//! metadata, the table of weight names and shapes, which model the file says it is; and the
-//! GPU forward pass.
+//! metadata, the table of weight names and shapes, which model the file says it is. The
+//! models themselves live with their compute: `gpu::model` and `cpu::model`.
 
 mod config;
-pub mod forward;
 mod identity;
 mod weights;
 
 pub use config::{Architecture, ConfigError, ModelConfig, RopeType};
-pub use forward::{GpuModel, GpuModelOptions, ModelError};
 pub use identity::is_m1;
 pub use weights::{LayerWeights, WeightSpec, WeightTable};

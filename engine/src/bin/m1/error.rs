@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use m1_engine::backend::EngineError;
 use m1_engine::cpu::CpuError;
 use m1_engine::gguf::GgufError;
-use m1_engine::model::{ConfigError, ModelError};
+use m1_engine::gpu::GpuModelError;
+use m1_engine::model::ConfigError;
 use m1_engine::quantize::QuantizeError;
 use m1_engine::reason::ReasonError;
 use m1_engine::tokenizer::TokenizerError;
@@ -28,7 +29,7 @@ pub enum FileProblem {
     #[error("loading the weights: {0}")]
     Load(#[from] CpuError),
     #[error("loading the weights onto the GPU: {0}{remedy}", remedy = gpu_remedy(.0))]
-    GpuLoad(#[from] ModelError),
+    GpuLoad(#[from] GpuModelError),
     #[error("line {line}: {source}")]
     Record { line: usize, source: ReasonError },
     #[error("no questions in the file")]
@@ -36,12 +37,12 @@ pub enum FileProblem {
 }
 
 /// What the user can do about a model the GPU cannot hold or run.
-fn gpu_remedy(e: &ModelError) -> &'static str {
+fn gpu_remedy(e: &GpuModelError) -> &'static str {
     match e {
-        ModelError::UnsupportedType { .. } | ModelError::UnsupportedVectorType { .. } => {
+        GpuModelError::UnsupportedType { .. } | GpuModelError::UnsupportedVectorType { .. } => {
             "\n  --cpu runs this model on the CPU, which reads every GGUF tensor type"
         }
-        ModelError::OutOfMemory { .. } => {
+        GpuModelError::OutOfMemory { .. } => {
             "\n  --ctx N with a smaller N shrinks the KV cache; --cpu runs on the CPU instead"
         }
         _ => "",

@@ -7,8 +7,8 @@ use std::time::Instant;
 use m1_engine::backend::{AnyBackend, Backend, CpuBackend, GpuBackend};
 use m1_engine::cpu::{CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource, Header};
-use m1_engine::gpu::{Gpu, GpuOptions};
-use m1_engine::model::{GpuModel, GpuModelOptions, ModelConfig};
+use m1_engine::gpu::{Gpu, GpuModel, GpuModelOptions, GpuOptions};
+use m1_engine::model::ModelConfig;
 use m1_engine::tokenizer::Tokenizer;
 
 use super::args::ModelArgs;

@@ -11,16 +11,16 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use super::{ConfigError, ModelConfig, RopeType, WeightTable};
-use crate::gguf::{ByteSource, GgufError, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
-use crate::gpu::{
+use super::{
     F32Buffer, Gpu, GpuError, KvCache, KvDtype, Ops, RopeFreqs, RopeMode, Sampling, TokenReadback,
     U32Buffer, WeightTensor, WeightType,
 };
+use crate::gguf::{ByteSource, GgufError, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
+use crate::model::{ConfigError, ModelConfig, RopeType, WeightSpec, WeightTable};
 
 /// Why a model cannot be put on the GPU.
 #[derive(Debug, Error)]
-pub enum ModelError {
+pub enum GpuModelError {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
@@ -227,10 +227,10 @@ fn is_vector(info: &TensorInfo) -> bool {
     info.dims.len() == 1
 }
 
-fn vector_to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>, ModelError> {
+fn vector_to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>, GpuModelError> {
     info.ggml_type
         .widen_to_f32(bytes)
-        .ok_or_else(|| ModelError::UnsupportedVectorType {
+        .ok_or_else(|| GpuModelError::UnsupportedVectorType {
             name: info.name.clone(),
             ty: info.ggml_type.name().to_string(),
         })
@@ -244,8 +244,8 @@ async fn scoped<T>(
     tally: &mut Tally,
     what: &str,
     bytes: u64,
-    f: impl std::future::Future<Output = Result<T, ModelError>>,
-) -> Result<T, ModelError> {
+    f: impl std::future::Future<Output = Result<T, GpuModelError>>,
+) -> Result<T, GpuModelError> {
     let validation = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let out = f.await;
@@ -253,7 +253,7 @@ async fn scoped<T>(
     let validation_error = validation.pop().await;
     let value = out?;
     if let Some(e) = oom_error {
-        return Err(ModelError::OutOfMemory {
+        return Err(GpuModelError::OutOfMemory {
             what: what.to_string(),
             bytes,
             placed: tally.placed,
@@ -264,7 +264,7 @@ async fn scoped<T>(
         });
     }
     if let Some(e) = validation_error {
-        return Err(ModelError::Load {
+        return Err(GpuModelError::Load {
             what: what.to_string(),
             message: e.to_string(),
         });
@@ -281,22 +281,22 @@ struct Uploaded {
 }
 
 impl Uploaded {
-    fn matrix(&mut self, name: &str) -> Result<WeightTensor, ModelError> {
+    fn matrix(&mut self, name: &str) -> Result<WeightTensor, GpuModelError> {
         self.matrices
             .remove(name)
             .ok_or_else(|| ConfigError::MissingTensor {
                 name: name.to_string(),
             })
-            .map_err(ModelError::from)
+            .map_err(GpuModelError::from)
     }
 
-    fn vector(&mut self, name: &str) -> Result<F32Buffer, ModelError> {
+    fn vector(&mut self, name: &str) -> Result<F32Buffer, GpuModelError> {
         self.vectors
             .remove(name)
             .ok_or_else(|| ConfigError::MissingTensor {
                 name: name.to_string(),
             })
-            .map_err(ModelError::from)
+            .map_err(GpuModelError::from)
     }
 
     fn bytes(&self) -> u64 {
@@ -318,14 +318,14 @@ impl GpuModel {
         header: &Header,
         source: S,
         options: GpuModelOptions,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, GpuModelError> {
         let config = ModelConfig::from_header(header)?;
         let table = WeightTable::new(&config);
         table.validate(header)?;
         for spec in table.all() {
             let info = spec.resolve(header)?;
             if !is_vector(info) && WeightType::from_gguf_id(info.ggml_type.id()).is_err() {
-                return Err(ModelError::UnsupportedType {
+                return Err(GpuModelError::UnsupportedType {
                     name: info.name.clone(),
                     ty: info.ggml_type.name().to_string(),
                 });
@@ -364,7 +364,7 @@ impl GpuModel {
                         info.size
                     })
                 })
-                .sum::<Result<u64, ModelError>>()?,
+                .sum::<Result<u64, GpuModelError>>()?,
             kv_cache: kv_bytes,
             context: n_ctx,
             placed: 0,
@@ -428,7 +428,7 @@ impl GpuModel {
             .layers
             .iter()
             .map(|l| {
-                let opt = |s: &Option<super::WeightSpec>, up: &mut Uploaded| {
+                let opt = |s: &Option<WeightSpec>, up: &mut Uploaded| {
                     s.as_ref().map(|s| up.vector(&s.name)).transpose()
                 };
                 Ok(Block {
@@ -446,7 +446,7 @@ impl GpuModel {
                     ffn_down: up.matrix(&l.ffn_down.name)?,
                 })
             })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+            .collect::<Result<Vec<_>, GpuModelError>>()?;
         let token_embd = up.matrix(&table.token_embd.name)?;
         let output = if config.tied_output {
             None
@@ -692,8 +692,8 @@ impl GpuModel {
     }
 }
 
-fn truncated(info: &TensorInfo, got: u64) -> ModelError {
-    ModelError::Truncated {
+fn truncated(info: &TensorInfo, got: u64) -> GpuModelError {
+    GpuModelError::Truncated {
         name: info.name.clone(),
         expected: info.size,
         got,
