@@ -2,6 +2,7 @@
 //! It is the fallback where WebGPU is missing and the reference the GPU kernels are
 //! checked against.
 
+pub mod kernels;
 mod model;
 pub mod ops;
 

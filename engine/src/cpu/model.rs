@@ -2,10 +2,12 @@
 //! (`matmul_t` dequantizes block by block inside the dot product), activations are f32.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use candle_core::quantized::{k_quants, GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
 use candle_core::{Device, Module, Tensor};
 
+use super::kernels::{matmul_many, Activations, Isa, Partner, Pool, QMatrix, QType};
 use super::ops::{causal_mask, rms_norm, rope, rope_tables, round_f16, softmax_last_dim};
 use super::CpuError;
 use crate::gguf::{ByteSource, GgmlType, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
@@ -113,7 +115,7 @@ impl Raw {
     }
 
     /// Float weights go to `QMatMul`, widened straight from the read bytes; block types to
-    /// `matmul_t`.
+    /// our kernels (or, for the types they do not take, candle's `matmul_t`).
     fn linear(&self) -> Result<Linear, CpuError> {
         let &[n, k] = self.shape.as_slice() else {
             return Err(CpuError::Internal {
@@ -124,51 +126,113 @@ impl Raw {
             let weight = Tensor::from_vec(values, (n, k), &Device::Cpu)?;
             return Ok(Linear::Candle(QMatMul::Tensor(weight)));
         }
+        if let Some(ty) = QType::from_ggml(self.dtype_ggml()).filter(|_| Isa::best().is_simd()) {
+            let words = self.words[..self.len.div_ceil(4)].to_vec();
+            let matrix = QMatrix::new(ty, n, k, words).map_err(|e| CpuError::Internal {
+                what: e.to_string(),
+            })?;
+            return Ok(Linear::Ours(matrix));
+        }
         let weight = self.dtype.from_data(Cow::Borrowed(self.bytes()));
-        Ok(Linear::Direct { weight, n, k })
+        Ok(Linear::Direct { weight, n })
+    }
+
+    /// The block type of `words` (Q5_0 already re-encoded as Q8_0).
+    fn dtype_ggml(&self) -> GgmlType {
+        match self.ty {
+            GgmlType::Q5_0 => GgmlType::Q8_0,
+            t => t,
+        }
     }
 }
 
 /// A linear layer `y = x W^T`.
 ///
-/// Quantized weights bypass `QMatMul` for `QuantizedType::matmul_t`, ggml's scheme (the
-/// activations quantized to the weight type's dot partner, Q8_0 or Q8_K, then block dot
-/// products), for memory: on x86 CPUs with AVX2 or VNNI, candle 0.11's `QMatMul` repacks
+/// Quantized weights go through our kernels (`cpu/kernels`): ggml's scheme (the activations
+/// quantized once to the weight type's dot partner, Q8_0 or Q8_K, then integer block dot
+/// products), the weights read in place in their GGUF blocks, a batch of tokens as one
+/// product (each weight block read once per tile of tokens) with rows split over threads.
+/// Not candle's `QMatMul`: on x86 CPUs with AVX2 or VNNI, candle 0.11's `QMatMul` repacks
 /// Q4_K (and, for prefill, Q6_K and Q8_0) weights on first use into 16-row tiles with f32
 /// scales and keeps them beside the original (`repack_x86`). Measured on m1-7B's shapes
-/// (Q4_K_M, 4.68 GB): 17.1 GB peak RSS and 4.3 tok/s decode that way, 5.2 GB and 2.4 tok/s
-/// this way; the 0.5B model is no slower. A 16 GB machine would be killed part-way through
-/// the first question instead of being told the model does not fit. The repacked Q8_0 path
-/// also quantizes activations to Q8_K (one scale per 256 values) where ggml uses Q8_0.
+/// (Q4_K_M, 4.68 GB): 17.1 GB peak RSS that way; a 16 GB machine would be killed part-way
+/// through the first question instead of being told the model does not fit.
 ///
 /// F32, F16 and BF16 weights take `QMatMul`, which widens the 16-bit ones to f32 (twice the
 /// file's bytes, counted by `check_memory`): candle's `matmul_t` for f16 is far slower
 /// (measured on a 2-layer model of m1-7B's widths in F16: decode 0.8 against 3.1 tok/s,
-/// prefill 1.6 against 73 tok/s).
+/// prefill 1.6 against 73 tok/s). Block types our kernels do not take (Q2_K, Q3_K), and
+/// every block type on CPUs without AVX2 or simd128, take candle's `matmul_t`.
 enum Linear {
     Candle(QMatMul),
+    Ours(QMatrix),
     Direct {
         weight: Box<dyn QuantizedType>,
         /// Output features (rows of W).
         n: usize,
-        /// Input features.
-        k: usize,
     },
+}
+
+/// Where our kernels run: the instruction set detected at load and the threads.
+struct Compute {
+    isa: Isa,
+    pool: Arc<Pool>,
 }
 
 impl Linear {
     /// `x`: (m, k) -> (m, n).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Candle(w) => w.forward(x),
-            Self::Direct { weight, n, k } => {
-                let m = x.elem_count() / k;
-                let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-                let mut dst = vec![0f32; m * n];
-                weight.matmul_t((m, *k, *n), &lhs, &mut dst)?;
-                Tensor::from_vec(dst, (m, *n), x.device())
+    fn forward(&self, x: &Tensor, cx: &Compute) -> candle_core::Result<Tensor> {
+        let mut y = Self::forward_many(&[self], x, cx)?;
+        Ok(y.remove(0))
+    }
+
+    /// Several layers of one input (q, k and v; gate and up): the input is quantized once
+    /// per dot partner and our layers run as one job on the pool.
+    fn forward_many(
+        layers: &[&Linear],
+        x: &Tensor,
+        cx: &Compute,
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let k = x.dim(candle_core::D::Minus1)?;
+        let m = x.elem_count() / k;
+        let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut outs: Vec<Option<Tensor>> = layers.iter().map(|_| None).collect();
+        for partner in [Partner::Q8_0, Partner::Q8K] {
+            let ours: Vec<(usize, &QMatrix)> = layers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| match l {
+                    Self::Ours(w) if w.ty().partner() == partner => Some((i, w)),
+                    _ => None,
+                })
+                .collect();
+            if ours.is_empty() {
+                continue;
+            }
+            let acts = Activations::quantize(partner, &lhs, k, cx.isa, &cx.pool);
+            let mut bufs: Vec<Vec<f32>> = ours.iter().map(|(_, w)| vec![0f32; m * w.n()]).collect();
+            let mut jobs: Vec<(&QMatrix, &mut [f32])> = ours
+                .iter()
+                .zip(bufs.iter_mut())
+                .map(|((_, w), b)| (*w, b.as_mut_slice()))
+                .collect();
+            matmul_many(&mut jobs, &acts, cx.isa, &cx.pool);
+            for ((i, w), b) in ours.iter().zip(bufs) {
+                outs[*i] = Some(Tensor::from_vec(b, (m, w.n()), x.device())?);
             }
         }
+        for (l, out) in layers.iter().zip(outs.iter_mut()) {
+            match l {
+                Self::Ours(_) => {}
+                Self::Candle(w) => *out = Some(w.forward(x)?),
+                Self::Direct { weight, n, .. } => {
+                    let mut dst = vec![0f32; m * n];
+                    weight.matmul_t((m, k, *n), &lhs, &mut dst)?;
+                    *out = Some(Tensor::from_vec(dst, (m, *n), x.device())?);
+                }
+            }
+        }
+        Ok(outs.into_iter().flatten().collect())
     }
 }
 
@@ -186,6 +250,10 @@ pub struct CpuOptions {
     /// model that needs more is refused before its first byte instead of failing an
     /// allocation part-way (which on wasm32 aborts the worker). `None`: no check.
     pub memory_limit: Option<u64>,
+    /// Threads for the matrix products, the caller's included. `None`: the process's
+    /// shared pool, `M1_THREADS` threads or one per logical CPU (at most 16). Results do not
+    /// depend on it.
+    pub threads: Option<usize>,
 }
 
 /// What wasm32 can address: 65,536 pages of 64 KiB.
@@ -198,6 +266,7 @@ impl Default for CpuOptions {
             kv_f16: true,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             memory_limit: cfg!(target_arch = "wasm32").then_some(WASM32_MEMORY),
+            threads: None,
         }
     }
 }
@@ -285,6 +354,7 @@ struct Block {
 pub struct CpuModel {
     config: ModelConfig,
     options: CpuOptions,
+    compute: Compute,
     max_seq_len: usize,
     token_embd: QTensor,
     blocks: Vec<Block>,
@@ -528,9 +598,17 @@ impl CpuModel {
             });
         }
         let output_norm = loaded.dense(&table.output_norm)?;
+        let compute = Compute {
+            isa: Isa::best(),
+            pool: match options.threads {
+                Some(n) => Arc::new(Pool::new(n)),
+                None => Pool::global(),
+            },
+        };
         Ok(Self {
             config,
             options,
+            compute,
             max_seq_len,
             token_embd,
             blocks,
@@ -601,20 +679,27 @@ impl CpuModel {
                 &sin,
                 &self.options,
                 self.max_seq_len,
+                &self.compute,
             )?;
             x = (x + a)?;
             let h = rms_norm(&x, &block.ffn_norm, c.rms_eps)?;
             let f = &block.ffn;
-            let m = f
-                .down
-                .forward(&(f.gate.forward(&h)?.silu()? * f.up.forward(&h)?)?)?;
+            let cx = &self.compute;
+            let [gate, up] =
+                <[Tensor; 2]>::try_from(Linear::forward_many(&[&f.gate, &f.up], &h, cx)?).map_err(
+                    |_| CpuError::Internal {
+                        what: "gate/up outputs".into(),
+                    },
+                )?;
+            let m = f.down.forward(&(gate.silu()? * up)?, cx)?;
             x = (x + m)?;
         }
         // Only the last position's logits are needed (llama.cpp's `inp_out_ids`).
         let last = x.narrow(0, n - 1, 1)?;
-        let logits = self
-            .output
-            .forward(&rms_norm(&last, &self.output_norm, c.rms_eps)?)?;
+        let logits = self.output.forward(
+            &rms_norm(&last, &self.output_norm, c.rms_eps)?,
+            &self.compute,
+        )?;
         self.pos += n;
         Ok(logits.flatten_all()?.to_vec1::<f32>()?)
     }
@@ -631,22 +716,26 @@ fn attention(
     sin: &Tensor,
     opts: &CpuOptions,
     max_len: usize,
+    cx: &Compute,
 ) -> Result<Tensor, CpuError> {
     let a = &block.attn;
     let n = h.dim(0)?;
     let (hd, n_head, n_kv) = (c.head_dim, c.n_head, c.n_head_kv);
-    let project = |w: &Linear, b: &Option<Tensor>| -> candle_core::Result<Tensor> {
-        let y = w.forward(h)?;
+    let add_bias = |y: Tensor, b: &Option<Tensor>| -> candle_core::Result<Tensor> {
         match b {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
     };
+    let [q, k, v] = <[Tensor; 3]>::try_from(Linear::forward_many(&[&a.q, &a.k, &a.v], h, cx)?)
+        .map_err(|_| CpuError::Internal {
+            what: "q/k/v outputs".into(),
+        })?;
     // (n, heads * hd) -> (heads, n, hd)
     let heads = |t: Tensor, count: usize| t.reshape((n, count, hd))?.transpose(0, 1)?.contiguous();
-    let q = heads(project(&a.q, &a.q_bias)?, n_head)?;
-    let k = heads(project(&a.k, &a.k_bias)?, n_kv)?;
-    let v = heads(project(&a.v, &a.v_bias)?, n_kv)?;
+    let q = heads(add_bias(q, &a.q_bias)?, n_head)?;
+    let k = heads(add_bias(k, &a.k_bias)?, n_kv)?;
+    let v = heads(add_bias(v, &a.v_bias)?, n_kv)?;
     let mut q = rope(&q, cos, sin, c.rope_type)?;
     let mut k = rope(&k, cos, sin, c.rope_type)?;
     let mut v = v;
@@ -676,7 +765,7 @@ fn attention(
         .reshape((n_head, n, hd))?
         .transpose(0, 1)?
         .reshape((n, n_head * hd))?;
-    Ok(a.output.forward(&out)?)
+    Ok(a.output.forward(&out, cx)?)
 }
 
 /// Index of the largest logit.

@@ -1,0 +1,272 @@
+//! A small fixed pool of worker threads for the matrix products: `run(n, f)` calls `f(0)`
+//! .. `f(n - 1)` once each, on the caller and the workers, and returns when all are done.
+//!
+//! Which thread runs a task never changes a result: a task writes its own outputs, each
+//! computed in a fixed order. Workers poll for the next job for a while (a model's
+//! products come every few tens of microseconds while it runs; waking a parked thread costs
+//! about as much) and then park. On wasm32 there is one thread (the browser's worker pool
+//! is a separate piece of work), and `run` calls the tasks in order.
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Most threads a pool starts by default: past this, the products are bound by memory
+/// bandwidth on the machines we know, and each thread adds polling.
+pub const MAX_DEFAULT_THREADS: usize = 16;
+
+/// How long an idle worker polls before it parks.
+const POLL: Duration = Duration::from_micros(500);
+
+/// The cursor packs the job's generation, task count and next task: a worker can only claim
+/// a task of the job it read, never one of the next job with the last one's closure.
+const IDX_BITS: u32 = 22;
+const IDX_MASK: u64 = (1 << IDX_BITS) - 1;
+const MAX_TASKS: usize = IDX_MASK as usize;
+
+type Task<'a> = &'a (dyn Fn(usize) + Sync);
+
+struct Shared {
+    /// gen << 2 * IDX_BITS | tasks << IDX_BITS | next.
+    cursor: AtomicU64,
+    /// The current job's closure (a pointer to the caller's `&dyn Fn`), valid while any of
+    /// its tasks is unfinished.
+    job: AtomicPtr<Task<'static>>,
+    done: AtomicUsize,
+    /// Set by a worker about to park; the caller unparks it.
+    sleeping: Vec<AtomicBool>,
+    stop: AtomicBool,
+    panicked: AtomicBool,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::Thread>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    /// One job at a time; holds the generation.
+    call: Mutex<u64>,
+}
+
+thread_local! {
+    /// Set while this thread runs a pool task: a nested `run` runs inline.
+    static IN_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Pool {
+    /// A pool of `threads` threads in all, the caller included (at least 1).
+    pub fn new(threads: usize) -> Self {
+        let threads = if cfg!(target_arch = "wasm32") {
+            1
+        } else {
+            threads.max(1)
+        };
+        let shared = Arc::new(Shared {
+            cursor: AtomicU64::new(0),
+            job: AtomicPtr::new(std::ptr::null_mut()),
+            done: AtomicUsize::new(0),
+            sleeping: (1..threads).map(|_| AtomicBool::new(false)).collect(),
+            stop: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
+        });
+        let mut handles = Vec::new();
+        for i in 0..threads - 1 {
+            let shared = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("m1-cpu-{i}"))
+                .spawn(move || worker(&shared, i));
+            match spawned {
+                Ok(h) => handles.push(h),
+                // Fewer threads than asked still computes the same results.
+                Err(_) => break,
+            }
+        }
+        let workers = handles.iter().map(|h| h.thread().clone()).collect();
+        Self {
+            shared,
+            workers,
+            handles,
+            call: Mutex::new(0),
+        }
+    }
+
+    /// The pool every model shares unless its options ask for its own: `M1_THREADS`
+    /// threads, or one per logical CPU up to [`MAX_DEFAULT_THREADS`].
+    pub fn global() -> Arc<Pool> {
+        static GLOBAL: OnceLock<Arc<Pool>> = OnceLock::new();
+        Arc::clone(GLOBAL.get_or_init(|| Arc::new(Pool::new(default_threads()))))
+    }
+
+    /// Threads in all, the caller included.
+    pub fn threads(&self) -> usize {
+        self.handles.len() + 1
+    }
+
+    /// Calls `f(i)` for every `i` in `0..tasks`, spread over the pool; returns when all
+    /// have returned. Panics if a task panicked.
+    pub fn run(&self, tasks: usize, f: Task<'_>) {
+        if tasks == 0 {
+            return;
+        }
+        if self.handles.is_empty() || tasks == 1 || IN_TASK.with(|t| t.get()) {
+            (0..tasks).for_each(f);
+            return;
+        }
+        assert!(tasks <= MAX_TASKS, "{tasks} tasks in one job");
+        let mut gen = self.call.lock().unwrap_or_else(|e| e.into_inner());
+        *gen = (*gen + 1) & ((1 << (64 - 2 * IDX_BITS)) - 1);
+        let s = &*self.shared;
+        s.done.store(0, Ordering::Relaxed);
+        s.panicked.store(false, Ordering::Relaxed);
+        // The closure reference lives on this frame until every task has finished.
+        let job: *const Task<'_> = &f;
+        s.job.store(job as *mut Task<'static>, Ordering::Relaxed);
+        s.cursor.store(
+            *gen << (2 * IDX_BITS) | (tasks as u64) << IDX_BITS,
+            Ordering::SeqCst,
+        );
+        for (flag, thread) in s.sleeping.iter().zip(&self.workers) {
+            if flag.swap(false, Ordering::SeqCst) {
+                thread.unpark();
+            }
+        }
+        IN_TASK.with(|t| t.set(true));
+        let own = work(s, *gen);
+        IN_TASK.with(|t| t.set(false));
+        let mut spins = 0u32;
+        while s.done.load(Ordering::Acquire) < tasks {
+            spins += 1;
+            if spins < 1 << 16 {
+                std::hint::spin_loop();
+            } else {
+                // A descheduled worker (a busy machine): stop burning the core it needs.
+                std::thread::yield_now();
+            }
+        }
+        if s.panicked.load(Ordering::Relaxed) || own.is_err() {
+            panic!("a CPU kernel task panicked");
+        }
+    }
+}
+
+/// Claims and runs tasks of job `gen` until none is left; Err if one panicked.
+fn work(s: &Shared, gen: u64) -> Result<(), ()> {
+    let mut result = Ok(());
+    loop {
+        let v = s.cursor.load(Ordering::Acquire);
+        let (tasks, next) = ((v >> IDX_BITS) & IDX_MASK, v & IDX_MASK);
+        if v >> (2 * IDX_BITS) != gen || next >= tasks {
+            return result;
+        }
+        if s.cursor
+            .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        // SAFETY: a claimed task keeps its job unfinished, so the caller's frame (and the
+        // closure the pointer names) is alive until `done` counts this task.
+        let f = unsafe { *s.job.load(Ordering::Acquire) };
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(next as usize)));
+        if ran.is_err() {
+            s.panicked.store(true, Ordering::Relaxed);
+            result = Err(());
+        }
+        s.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+fn worker(s: &Shared, index: usize) {
+    IN_TASK.with(|t| t.set(true));
+    let mut seen = 0u64;
+    loop {
+        let start = Instant::now();
+        let mut polls = 0u32;
+        let gen = loop {
+            if s.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let gen = s.cursor.load(Ordering::Acquire) >> (2 * IDX_BITS);
+            if gen != seen {
+                break gen;
+            }
+            polls += 1;
+            if !polls.is_multiple_of(64) || start.elapsed() < POLL {
+                std::hint::spin_loop();
+                continue;
+            }
+            s.sleeping[index].store(true, Ordering::SeqCst);
+            if s.cursor.load(Ordering::SeqCst) >> (2 * IDX_BITS) == seen
+                && !s.stop.load(Ordering::SeqCst)
+            {
+                std::thread::park();
+            }
+            s.sleeping[index].store(false, Ordering::SeqCst);
+        };
+        seen = gen;
+        let _ = work(s, gen);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in &self.workers {
+            t.unpark();
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `M1_THREADS`, or one thread per logical CPU up to [`MAX_DEFAULT_THREADS`].
+pub fn default_threads() -> usize {
+    std::env::var("M1_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(MAX_DEFAULT_THREADS)
+        })
+}
+
+/// A mutable slice that tasks write disjoint parts of.
+pub(crate) struct SharedMut<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks only touch disjoint ranges (each `range` caller promises it).
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+unsafe impl<T: Send> Send for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    pub fn new(slice: &mut [T]) -> Self {
+        Self {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+        }
+    }
+
+    /// SAFETY: no other live reference overlaps `r` (the tasks' ranges are disjoint).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range(&self, r: std::ops::Range<usize>) -> &mut [T] {
+        assert!(
+            r.start <= r.end && r.end <= self.len,
+            "range {r:?} of {}",
+            self.len
+        );
+        // SAFETY: in bounds (asserted); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.end - r.start) }
+    }
+
+    /// SAFETY: no other task writes element `i`.
+    pub unsafe fn write(&self, i: usize, v: T) {
+        assert!(i < self.len, "index {i} of {}", self.len);
+        // SAFETY: in bounds (asserted); exclusivity is the caller's promise.
+        unsafe { self.ptr.add(i).write(v) }
+    }
+}

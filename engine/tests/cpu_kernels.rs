@@ -1,0 +1,326 @@
+//! Our CPU kernels (engine/src/cpu/kernels) against references, for every block type and
+//! every instruction set this CPU has, natively and in wasm32 (`cargo test -p m1-engine
+//! --target wasm32-unknown-unknown --test cpu_kernels` runs this file in Node):
+//!
+//! - our dequantizers equal candle's (ggml's) bit for bit, so the reference reads the
+//!   blocks as ggml does;
+//! - the SIMD activation quantizers equal the scalar one bit for bit;
+//! - every kernel's products equal an f64 dot of the dequantized weights and activations,
+//!   to rounding, at shapes that leave partial tiles: rows not a multiple of the task's 16,
+//!   tokens 1, 2, 17 and 512, widths of one block and of blocks that are not 256's multiple;
+//! - a batch equals its tokens one at a time, and 2 or 3 threads equal 1, bit for bit.
+
+use std::borrow::Cow;
+
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::Device;
+use m1_engine::cpu::kernels::{Activations, Isa, Partner, Pool, QMatrix, QType};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// xorshift64*: seeded, the same on every target.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Offsets of a block's f16 scale fields, and whether they must be positive (the k-quants'
+/// super-block scales, which ggml's quantizer keeps positive; a random sign would be fine
+/// for the arithmetic too).
+fn scale_fields(ty: QType) -> &'static [usize] {
+    match ty {
+        QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => &[0],
+        QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K => &[0, 2],
+        QType::Q6K => &[208],
+    }
+}
+
+/// `n` rows of `k` values of random blocks with scales of a moderate size.
+fn random_matrix(ty: QType, n: usize, k: usize, rng: &mut Rng) -> QMatrix {
+    let bytes = n * k / ty.block_values() * ty.block_bytes();
+    let mut words: Vec<u32> = (0..bytes.div_ceil(4)).map(|_| rng.next() as u32).collect();
+    let raw: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    for block in raw[..bytes].chunks_exact_mut(ty.block_bytes()) {
+        for &at in scale_fields(ty) {
+            let v = half::f16::from_f32((0.002 + 0.02 * rng.unit().abs()) * sign(ty, rng));
+            block[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    QMatrix::new(ty, n, k, words).expect("matrix")
+}
+
+fn sign(ty: QType, rng: &mut Rng) -> f32 {
+    let k_quant = matches!(ty, QType::Q4K | QType::Q5K | QType::Q6K);
+    if !k_quant && rng.next() & 1 == 1 {
+        -1.0
+    } else {
+        1.0
+    }
+}
+
+/// Activations like a model's: mostly small, a few large, one all-zero block in each row
+/// when there are several blocks.
+fn random_activations(m: usize, k: usize, block: usize, rng: &mut Rng) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..m * k)
+        .map(|i| {
+            let v = rng.unit();
+            if i % 97 == 5 {
+                v * 20.0
+            } else {
+                v
+            }
+        })
+        .collect();
+    if k > block {
+        for r in 0..m {
+            let b = r % (k / block);
+            x[r * k + b * block..r * k + (b + 1) * block].fill(0.0);
+        }
+    }
+    x
+}
+
+/// Widths to test per block size: one block, and sizes that are no multiple of 256 where
+/// the type allows it.
+fn widths(ty: QType) -> &'static [usize] {
+    if ty.block_values() == 256 {
+        &[256, 768]
+    } else {
+        &[32, 96, 288]
+    }
+}
+
+fn candle_dequantize(ty: QType, m: &QMatrix, bytes: &[u8]) -> Vec<f32> {
+    let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, ty.ggml().to_candle())
+        .expect("storage");
+    QTensor::new(storage, (m.n() * m.k(),))
+        .expect("tensor")
+        .dequantize(&Device::Cpu)
+        .expect("dequantize")
+        .to_vec1::<f32>()
+        .expect("values")
+}
+
+#[test]
+fn dequantizers_equal_ggml() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for ty in QType::ALL {
+        let (n, k) = (3, if ty.block_values() == 256 { 512 } else { 96 });
+        let bytes_len = n * k / ty.block_values() * ty.block_bytes();
+        let mut words: Vec<u32> = (0..bytes_len.div_ceil(4))
+            .map(|_| rng.next() as u32)
+            .collect();
+        {
+            let raw: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+            for block in raw[..bytes_len].chunks_exact_mut(ty.block_bytes()) {
+                for &at in scale_fields(ty) {
+                    let v = half::f16::from_f32(0.01 + 0.01 * rng.unit());
+                    block[at..at + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        let bytes: Vec<u8> = bytemuck::cast_slice(&words)[..bytes_len].to_vec();
+        let m = QMatrix::new(ty, n, k, words).unwrap();
+        let want = candle_dequantize(ty, &m, &bytes);
+        let got: Vec<f32> = (0..n).flat_map(|r| m.dequantize_row(r)).collect();
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(
+                w.to_bits(),
+                g.to_bits(),
+                "{ty:?} value {i}: ggml {w}, ours {g}"
+            );
+        }
+    }
+}
+
+#[test]
+fn activation_quantizers_agree_bit_for_bit() {
+    let pool = Pool::new(1);
+    let mut rng = Rng(7);
+    for partner in [Partner::Q8_0, Partner::Q8K] {
+        let k = 1024;
+        let x = random_activations(5, k, partner.block(), &mut rng);
+        let want = Activations::quantize(partner, &x, k, Isa::scalar(), &pool);
+        for isa in Isa::available() {
+            let got = Activations::quantize(partner, &x, k, isa, &pool);
+            for r in 0..5 {
+                assert_eq!(
+                    want.row_values(r),
+                    got.row_values(r),
+                    "{partner:?} {} row {r}",
+                    isa.name()
+                );
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(want.row_scales(r)),
+                    bits(got.row_scales(r)),
+                    "{partner:?} {} scales",
+                    isa.name()
+                );
+                assert_eq!(
+                    bits(&want.row_sums(r)),
+                    bits(&got.row_sums(r)),
+                    "{partner:?} {} sums",
+                    isa.name()
+                );
+            }
+        }
+        // The quantized values are within half a step of the input.
+        for r in 0..5 {
+            let deq = want.dequantize_row(r);
+            for (i, (&a, &b)) in x[r * k..(r + 1) * k].iter().zip(&deq).enumerate() {
+                let step = want.row_scales(r)[i / partner.block()];
+                assert!(
+                    (a - b).abs() <= step * 0.5001 + 1e-12,
+                    "{partner:?} value {i}: {a} -> {b}"
+                );
+            }
+        }
+    }
+}
+
+/// f64 dot of our (ggml's) dequantized weights with the dequantized activations, and the
+/// sum of the terms' magnitudes (the scale of the rounding error).
+fn reference(w: &QMatrix, x: &Activations, m: usize) -> Vec<(f64, f64)> {
+    let rows: Vec<Vec<f32>> = (0..w.n()).map(|r| w.dequantize_row(r)).collect();
+    let mut out = Vec::with_capacity(m * w.n());
+    for t in 0..m {
+        let xt = x.dequantize_row(t);
+        for row in &rows {
+            let (mut s, mut a) = (0f64, 0f64);
+            for (&wv, &xv) in row.iter().zip(&xt) {
+                let p = wv as f64 * xv as f64;
+                s += p;
+                a += p.abs();
+            }
+            out.push((s, a));
+        }
+    }
+    out
+}
+
+fn check_close(what: &str, got: &[f32], want: &[(f64, f64)]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &(w, scale))) in got.iter().zip(want).enumerate() {
+        // f32 block scales and sums: a few units of f32 rounding per term's magnitude.
+        let tol = 1e-5 * scale + 1e-6;
+        assert!(
+            (g as f64 - w).abs() <= tol,
+            "{what}: output {i}: got {g}, f64 reference {w} (tolerance {tol:.3e})"
+        );
+    }
+}
+
+fn product(w: &QMatrix, x: &Activations, isa: Isa, pool: &Pool) -> Vec<f32> {
+    let mut out = vec![f32::NAN; x.m() * w.n()];
+    w.matmul(x, isa, pool, &mut out);
+    out
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+#[test]
+fn kernels_match_the_f64_reference() {
+    let pool = Pool::new(1);
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    for ty in QType::ALL {
+        for &k in widths(ty) {
+            for &(n, m) in &[(1, 1), (5, 2), (17, 17), (33, 4), (3, 7)] {
+                let w = random_matrix(ty, n, k, &mut rng);
+                let xf = random_activations(m, k, ty.block_values(), &mut rng);
+                let x = Activations::quantize(ty.partner(), &xf, k, Isa::scalar(), &pool);
+                let want = reference(&w, &x, m);
+                for isa in Isa::available() {
+                    let got = product(&w, &x, isa, &pool);
+                    check_close(
+                        &format!("{ty:?} {} n={n} k={k} m={m}", isa.name()),
+                        &got,
+                        &want,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// 512 tokens (a long prompt's batch) through rows that leave a partial task.
+#[test]
+fn a_long_batch_matches_the_reference() {
+    let pool = Pool::new(1);
+    let mut rng = Rng(99);
+    for ty in QType::ALL {
+        let (n, k, m) = (19, 256, 512);
+        let w = random_matrix(ty, n, k, &mut rng);
+        let xf = random_activations(m, k, ty.block_values(), &mut rng);
+        let x = Activations::quantize(ty.partner(), &xf, k, Isa::scalar(), &pool);
+        let want = reference(&w, &x, m);
+        for isa in Isa::available() {
+            check_close(
+                &format!("{ty:?} {} m=512", isa.name()),
+                &product(&w, &x, isa, &pool),
+                &want,
+            );
+        }
+    }
+}
+
+/// A batch's outputs equal each token's alone, and more threads equal one, bit for bit.
+#[test]
+fn batches_and_threads_do_not_change_a_bit() {
+    let one = Pool::new(1);
+    let pools = [Pool::new(2), Pool::new(3)];
+    let mut rng = Rng(4242);
+    for ty in QType::ALL {
+        let k = if ty.block_values() == 256 { 512 } else { 160 };
+        let (n, m) = (70, 17);
+        let w = random_matrix(ty, n, k, &mut rng);
+        let xf = random_activations(m, k, ty.block_values(), &mut rng);
+        for isa in Isa::available() {
+            let x = Activations::quantize(ty.partner(), &xf, k, isa, &one);
+            let batch = product(&w, &x, isa, &one);
+            for t in 0..m {
+                let xt = Activations::quantize(ty.partner(), &xf[t * k..(t + 1) * k], k, isa, &one);
+                let single = product(&w, &xt, isa, &one);
+                assert_eq!(
+                    bits(&batch[t * n..(t + 1) * n]),
+                    bits(&single),
+                    "{ty:?} {}: token {t} in a batch of {m} differs from the token alone",
+                    isa.name()
+                );
+                for p in &pools {
+                    assert_eq!(
+                        bits(&single),
+                        bits(&product(&w, &xt, isa, p)),
+                        "{ty:?} {}: one token on {} threads",
+                        isa.name(),
+                        p.threads()
+                    );
+                }
+            }
+            for p in &pools {
+                let xp = Activations::quantize(ty.partner(), &xf, k, isa, p);
+                assert_eq!(
+                    bits(&batch),
+                    bits(&product(&w, &xp, isa, p)),
+                    "{ty:?} {}: a batch on {} threads",
+                    isa.name(),
+                    p.threads()
+                );
+            }
+        }
+    }
+}
