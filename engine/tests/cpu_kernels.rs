@@ -324,3 +324,60 @@ fn batches_and_threads_do_not_change_a_bit() {
         }
     }
 }
+
+/// The f32 helpers of the forward pass: f16 rounding equals `half`'s bit for bit (ties to
+/// even, subnormals, overflow to infinity), the dot product and `axpy` equal f64 sums to
+/// rounding, on every instruction set and at lengths that leave a vector tail.
+#[test]
+fn vector_helpers_match_their_references() {
+    use m1_engine::cpu::kernels::vec;
+    let mut rng = Rng(31337);
+    let mut values: Vec<f32> = (0..1003).map(|_| rng.unit() * 10.0).collect();
+    values.extend([
+        0.0,
+        -0.0,
+        65504.0,
+        65520.0,
+        1e-7,
+        -3e-5,
+        6.1e-5,
+        1e9,
+        f32::INFINITY,
+    ]);
+    // Exact ties between two halves: 1 + 2^-11 rounds down to 1, 1 + 3 * 2^-11 up.
+    values.extend([1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11)]);
+    for isa in Isa::available() {
+        let mut got = values.clone();
+        vec::round_f16(isa, &mut got);
+        for (v, g) in values.iter().zip(&got) {
+            let want = half::f16::from_f32(*v).to_f32();
+            assert_eq!(
+                want.to_bits(),
+                g.to_bits(),
+                "{}: f16 rounding of {v}",
+                isa.name()
+            );
+        }
+        for len in [1usize, 7, 8, 15, 16, 17, 64, 100] {
+            let a: Vec<f32> = (0..len).map(|_| rng.unit()).collect();
+            let b: Vec<f32> = (0..len).map(|_| rng.unit()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let got = vec::dot(isa, &a, &b);
+            assert!(
+                (got as f64 - want).abs() < 1e-5,
+                "{} dot of {len}: {got} vs {want}",
+                isa.name()
+            );
+            let mut y = b.clone();
+            vec::axpy(isa, &mut y, 0.75, &a);
+            for i in 0..len {
+                let want = b[i] as f64 + 0.75 * a[i] as f64;
+                assert!(
+                    (y[i] as f64 - want).abs() < 1e-6,
+                    "{} axpy of {len} at {i}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! CPU model (candle-core): greedy decoding vs llama.cpp's fixture (the rule is in
-//! common/llama_parity.rs), positions and context errors, the memory limit.
+//! CPU model: greedy decoding vs llama.cpp's fixture (the rule is in
+//! common/llama_parity.rs), positions and context errors, the memory limit, and batches and
+//! threads that change no bit.
 
 // Reads model files from disk: native only (wasm32 has no filesystem, and FileSource).
 #![cfg(not(target_arch = "wasm32"))]
@@ -137,4 +138,46 @@ fn a_model_larger_than_the_memory_limit_is_refused_up_front() {
     // Just enough room: it loads.
     let src = FileSource::open(&path).unwrap();
     block_on(CpuModel::load(&header, src, options(needed))).expect("loads at its own size");
+}
+
+/// A prompt in one batch gives the same logits as fed token by token, and two threads the
+/// same as one, bit for bit: each output of a matrix product or an attention row is
+/// computed by one kernel call in a fixed order, whatever the batch and the threads.
+#[test]
+fn batches_and_threads_do_not_change_the_logits() {
+    let Some(path) = test_model(SMOLLM) else {
+        return;
+    };
+    let model = |threads| {
+        let mut src = FileSource::open(&path).unwrap();
+        let header = block_on(read_header(&mut src)).unwrap();
+        let options = CpuOptions {
+            threads: Some(threads),
+            ..CpuOptions::default()
+        };
+        block_on(CpuModel::load(&header, src, options)).unwrap()
+    };
+    let prompt: Vec<u32> = (0..37).map(|i| 100 + 37 * i).collect();
+    let (mut one, mut two) = (model(1), model(2));
+    let batch = one.forward(&prompt, 0).unwrap();
+    let threaded = two.forward(&prompt, 0).unwrap();
+    two.reset();
+    let mut stepped = Vec::new();
+    for (i, &t) in prompt.iter().enumerate() {
+        stepped = two.forward(&[t], i).unwrap();
+    }
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&batch) == bits(&threaded), "2 threads differ from 1");
+    assert!(
+        bits(&batch) == bits(&stepped),
+        "token by token differs from one batch"
+    );
+    // And the next step after either.
+    let next = greedy(&batch).unwrap();
+    let a = one.forward(&[next], prompt.len()).unwrap();
+    let b = two.forward(&[next], prompt.len()).unwrap();
+    assert!(
+        bits(&a) == bits(&b),
+        "the decode step after the prompt differs"
+    );
 }

@@ -5,10 +5,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::quantized::{k_quants, GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
-use candle_core::{Device, Module, Tensor};
+use candle_core::{CpuStorage, Device, Module, Storage, Tensor};
 
+use super::kernels::vec::round_f16;
 use super::kernels::{matmul_many, Activations, Isa, Partner, Pool, QMatrix, QType};
-use super::ops::{causal_mask, rms_norm, rope, rope_tables, round_f16, softmax_last_dim};
+use super::ops::{add, add_bias, rms_norm, rope, rope_tables, swiglu, AttentionShape};
 use super::CpuError;
 use crate::gguf::{ByteSource, GgmlType, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
 use crate::model::{ModelConfig, WeightSpec, WeightTable};
@@ -180,9 +181,9 @@ struct Compute {
 }
 
 impl Linear {
-    /// `x`: (m, k) -> (m, n).
-    fn forward(&self, x: &Tensor, cx: &Compute) -> candle_core::Result<Tensor> {
-        let mut y = Self::forward_many(&[self], x, cx)?;
+    /// `x`: m rows of k -> m rows of n.
+    fn forward(&self, x: &[f32], k: usize, cx: &Compute) -> candle_core::Result<Vec<f32>> {
+        let mut y = Self::forward_many(&[self], x, k, cx)?;
         Ok(y.remove(0))
     }
 
@@ -190,13 +191,12 @@ impl Linear {
     /// per dot partner and our layers run as one job on the pool.
     fn forward_many(
         layers: &[&Linear],
-        x: &Tensor,
+        x: &[f32],
+        k: usize,
         cx: &Compute,
-    ) -> candle_core::Result<Vec<Tensor>> {
-        let k = x.dim(candle_core::D::Minus1)?;
-        let m = x.elem_count() / k;
-        let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-        let mut outs: Vec<Option<Tensor>> = layers.iter().map(|_| None).collect();
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let m = x.len() / k;
+        let mut outs: Vec<Vec<f32>> = layers.iter().map(|_| Vec::new()).collect();
         for partner in [Partner::Q8_0, Partner::Q8K] {
             let ours: Vec<(usize, &QMatrix)> = layers
                 .iter()
@@ -209,7 +209,7 @@ impl Linear {
             if ours.is_empty() {
                 continue;
             }
-            let acts = Activations::quantize(partner, &lhs, k, cx.isa, &cx.pool);
+            let acts = Activations::quantize(partner, x, k, cx.isa, &cx.pool);
             let mut bufs: Vec<Vec<f32>> = ours.iter().map(|(_, w)| vec![0f32; m * w.n()]).collect();
             let mut jobs: Vec<(&QMatrix, &mut [f32])> = ours
                 .iter()
@@ -217,22 +217,38 @@ impl Linear {
                 .map(|((_, w), b)| (*w, b.as_mut_slice()))
                 .collect();
             matmul_many(&mut jobs, &acts, cx.isa, &cx.pool);
-            for ((i, w), b) in ours.iter().zip(bufs) {
-                outs[*i] = Some(Tensor::from_vec(b, (m, w.n()), x.device())?);
+            for ((i, _), b) in ours.iter().zip(bufs) {
+                outs[*i] = b;
             }
         }
         for (l, out) in layers.iter().zip(outs.iter_mut()) {
             match l {
                 Self::Ours(_) => {}
-                Self::Candle(w) => *out = Some(w.forward(x)?),
-                Self::Direct { weight, n, .. } => {
-                    let mut dst = vec![0f32; m * n];
-                    weight.matmul_t((m, k, *n), &lhs, &mut dst)?;
-                    *out = Some(Tensor::from_vec(dst, (m, *n), x.device())?);
+                Self::Candle(w) => {
+                    let t = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
+                    *out = w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
+                }
+                Self::Direct { weight, n } => {
+                    *out = vec![0f32; m * n];
+                    weight.matmul_t((m, k, *n), x, out)?;
                 }
             }
         }
-        Ok(outs.into_iter().flatten().collect())
+        Ok(outs)
+    }
+
+    /// `[q, k, v]` or `[gate, up]`: `forward_many` with a fixed count.
+    fn forward_n<const N: usize>(
+        layers: [&Linear; N],
+        x: &[f32],
+        k: usize,
+        cx: &Compute,
+    ) -> Result<[Vec<f32>; N], CpuError> {
+        <[Vec<f32>; N]>::try_from(Self::forward_many(&layers, x, k, cx)?).map_err(|_| {
+            CpuError::Internal {
+                what: format!("{N} layers gave another number of outputs"),
+            }
+        })
     }
 }
 
@@ -271,58 +287,57 @@ impl Default for CpuOptions {
     }
 }
 
-/// Keys and values of one layer for every position so far, each (n_head_kv, capacity,
-/// head_dim); the capacity doubles as the sequence grows.
+/// Keys and values of one layer for every position so far, each [n_head_kv][capacity]
+/// [head_dim]; the capacity doubles as the sequence grows.
 struct KvCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    capacity: usize,
     len: usize,
 }
 
 impl KvCache {
     fn new() -> Self {
         Self {
-            k: None,
-            v: None,
+            k: Vec::new(),
+            v: Vec::new(),
+            capacity: 0,
             len: 0,
         }
     }
 
-    /// Appends `k`, `v` (n_head_kv, n, head_dim) and returns views of all cached positions.
-    fn append(
-        &mut self,
-        k: &Tensor,
-        v: &Tensor,
-        max_len: usize,
-    ) -> Result<(Tensor, Tensor), CpuError> {
-        let (h, n, d) = k.dims3()?;
+    /// Appends `k`, `v` (n rows of n_kv heads of head_dim).
+    fn append(&mut self, k: &[f32], v: &[f32], n_kv: usize, hd: usize, max_len: usize) {
+        let n = k.len() / (n_kv * hd).max(1);
         let needed = self.len + n;
-        let cap = self.k.as_ref().map(|t| t.dim(1)).transpose()?.unwrap_or(0);
-        if needed > cap {
+        if needed > self.capacity {
             // Doubling keeps appends amortised O(1) without sizing the cache for the whole
             // context up front (32k positions of a 7B model would be 3.7 GB).
-            let new_cap = needed.max(cap * 2).max(256).min(max_len.max(needed));
-            let grow = |old: &Option<Tensor>| -> Result<Tensor, CpuError> {
-                let t = Tensor::zeros((h, new_cap, d), k.dtype(), k.device())?;
-                if let Some(old) = old {
-                    if self.len > 0 {
-                        t.slice_set(&old.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
-                    }
+            let cap = needed
+                .max(self.capacity * 2)
+                .max(256)
+                .min(max_len.max(needed));
+            let grow = |old: &[f32]| {
+                let mut t = vec![0f32; n_kv * cap * hd];
+                for g in 0..n_kv {
+                    let from = &old[g * self.capacity * hd..][..self.len * hd];
+                    t[g * cap * hd..][..self.len * hd].copy_from_slice(from);
                 }
-                Ok(t)
+                t
             };
-            self.k = Some(grow(&self.k)?);
-            self.v = Some(grow(&self.v)?);
+            self.k = grow(&self.k);
+            self.v = grow(&self.v);
+            self.capacity = cap;
         }
-        let (Some(kc), Some(vc)) = (&self.k, &self.v) else {
-            return Err(CpuError::Internal {
-                what: "KV cache buffers missing after growth".to_string(),
-            });
-        };
-        kc.slice_set(&k.contiguous()?, 1, self.len)?;
-        vc.slice_set(&v.contiguous()?, 1, self.len)?;
+        for i in 0..n {
+            for g in 0..n_kv {
+                let at = (g * self.capacity + self.len + i) * hd;
+                let from = (i * n_kv + g) * hd;
+                self.k[at..at + hd].copy_from_slice(&k[from..from + hd]);
+                self.v[at..at + hd].copy_from_slice(&v[from..from + hd]);
+            }
+        }
         self.len = needed;
-        Ok((kc.narrow(1, 0, needed)?, vc.narrow(1, 0, needed)?))
     }
 }
 
@@ -664,108 +679,104 @@ impl CpuModel {
         }
 
         let c = &self.config;
+        let cx = &self.compute;
+        let d = c.n_embd;
         let ids = Tensor::new(tokens, &Device::Cpu)?;
-        // x: (n, n_embd), one row per token.
-        let mut x = self.token_embd.embedding(&ids)?;
-        let (cos, sin) = rope_tables(pos, n, c.n_rot, c.rope_theta, &Device::Cpu)?;
+        // x: n rows of n_embd, one per token.
+        let mut x = self
+            .token_embd
+            .embedding(&ids)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let rope = rope_tables(pos, n, c.n_rot, c.rope_theta);
         for block in &mut self.blocks {
-            let h = rms_norm(&x, &block.attn_norm, c.rms_eps)?;
+            let h = with_values(&block.attn_norm, |w| rms_norm(&x, w, c.rms_eps))?;
             let a = attention(
                 block,
                 &h,
                 c,
                 pos,
-                &cos,
-                &sin,
+                &rope,
                 &self.options,
                 self.max_seq_len,
-                &self.compute,
+                cx,
             )?;
-            x = (x + a)?;
-            let h = rms_norm(&x, &block.ffn_norm, c.rms_eps)?;
+            add(&mut x, &a);
+            let h = with_values(&block.ffn_norm, |w| rms_norm(&x, w, c.rms_eps))?;
             let f = &block.ffn;
-            let cx = &self.compute;
-            let [gate, up] =
-                <[Tensor; 2]>::try_from(Linear::forward_many(&[&f.gate, &f.up], &h, cx)?).map_err(
-                    |_| CpuError::Internal {
-                        what: "gate/up outputs".into(),
-                    },
-                )?;
-            let m = f.down.forward(&(gate.silu()? * up)?, cx)?;
-            x = (x + m)?;
+            let [mut gate, up] = Linear::forward_n([&f.gate, &f.up], &h, d, cx)?;
+            swiglu(&mut gate, &up);
+            let m = f.down.forward(&gate, up.len() / n, cx)?;
+            add(&mut x, &m);
         }
         // Only the last position's logits are needed (llama.cpp's `inp_out_ids`).
-        let last = x.narrow(0, n - 1, 1)?;
-        let logits = self.output.forward(
-            &rms_norm(&last, &self.output_norm, c.rms_eps)?,
-            &self.compute,
-        )?;
+        let last = &x[(n - 1) * d..];
+        let h = with_values(&self.output_norm, |w| rms_norm(last, w, c.rms_eps))?;
+        let logits = self.output.forward(&h, d, cx)?;
         self.pos += n;
-        Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+        Ok(logits)
     }
 }
 
-/// Grouped-query causal self-attention of `h` (n, n_embd), appending to the block's cache.
+/// The values of a dense f32 tensor (a norm's weights, a bias), borrowed.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, CpuError> {
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(f(&v[a..b])),
+        _ => Err(CpuError::Internal {
+            what: format!(
+                "a dense weight of shape {:?} is not contiguous f32",
+                t.dims()
+            ),
+        }),
+    }
+}
+
+/// Grouped-query causal self-attention of `h` (n rows of n_embd), appending to the
+/// block's cache; returns the output projection's n rows.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     block: &mut Block,
-    h: &Tensor,
+    h: &[f32],
     c: &ModelConfig,
     pos: usize,
-    cos: &Tensor,
-    sin: &Tensor,
+    (cos, sin): &(Vec<f32>, Vec<f32>),
     opts: &CpuOptions,
     max_len: usize,
     cx: &Compute,
-) -> Result<Tensor, CpuError> {
+) -> Result<Vec<f32>, CpuError> {
     let a = &block.attn;
-    let n = h.dim(0)?;
+    let n = h.len() / c.n_embd;
     let (hd, n_head, n_kv) = (c.head_dim, c.n_head, c.n_head_kv);
-    let add_bias = |y: Tensor, b: &Option<Tensor>| -> candle_core::Result<Tensor> {
-        match b {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+    let [mut q, mut k, mut v] = Linear::forward_n([&a.q, &a.k, &a.v], h, c.n_embd, cx)?;
+    for (y, b) in [
+        (&mut q, &a.q_bias),
+        (&mut k, &a.k_bias),
+        (&mut v, &a.v_bias),
+    ] {
+        if let Some(b) = b {
+            with_values(b, |b| add_bias(y, b))?;
         }
+    }
+    rope(&mut q, n_head, hd, cos, sin, c.rope_type);
+    rope(&mut k, n_kv, hd, cos, sin, c.rope_type);
+    if opts.kv_f16 {
+        for t in [&mut q, &mut k, &mut v] {
+            round_f16(cx.isa, t);
+        }
+    }
+    let cache = &mut block.cache;
+    cache.append(&k, &v, n_kv, hd, max_len);
+    let shape = AttentionShape {
+        n,
+        pos,
+        n_head,
+        n_kv,
+        head_dim: hd,
+        capacity: cache.capacity,
     };
-    let [q, k, v] = <[Tensor; 3]>::try_from(Linear::forward_many(&[&a.q, &a.k, &a.v], h, cx)?)
-        .map_err(|_| CpuError::Internal {
-            what: "q/k/v outputs".into(),
-        })?;
-    // (n, heads * hd) -> (heads, n, hd)
-    let heads = |t: Tensor, count: usize| t.reshape((n, count, hd))?.transpose(0, 1)?.contiguous();
-    let q = heads(add_bias(q, &a.q_bias)?, n_head)?;
-    let k = heads(add_bias(k, &a.k_bias)?, n_kv)?;
-    let v = heads(add_bias(v, &a.v_bias)?, n_kv)?;
-    let mut q = rope(&q, cos, sin, c.rope_type)?;
-    let mut k = rope(&k, cos, sin, c.rope_type)?;
-    let mut v = v;
-    if opts.kv_f16 {
-        q = round_f16(&q)?;
-        k = round_f16(&k)?;
-        v = round_f16(&v)?;
-    }
-    let (k_all, v_all) = block.cache.append(&k, &v, max_len)?;
-    let t = k_all.dim(1)?;
-
-    // Query heads h*rep..(h+1)*rep share KV head h (ggml broadcasts k over q's heads the
-    // same way), so stack each group's rows: (n_kv, rep * n, hd) against (n_kv, t, hd).
-    let rep = n_head / n_kv;
-    let q = q.reshape((n_kv, rep * n, hd))?;
-    let scale = 1.0 / (hd as f64).sqrt();
-    let mut scores = (q.matmul(&k_all.t()?)? * scale)?;
-    if n > 1 {
-        scores = scores.broadcast_add(&causal_mask(rep * n, n, pos, t, &Device::Cpu)?)?;
-    }
-    let mut probs = softmax_last_dim(&scores)?;
-    if opts.kv_f16 {
-        probs = round_f16(&probs)?;
-    }
-    let out = probs.matmul(&v_all)?; // (n_kv, rep * n, hd)
-    let out = out
-        .reshape((n_head, n, hd))?
-        .transpose(0, 1)?
-        .reshape((n, n_head * hd))?;
-    Ok(a.output.forward(&out, cx)?)
+    let out = super::ops::attention(cx.isa, &cx.pool, &q, &cache.k, &cache.v, shape, opts.kv_f16);
+    Ok(a.output.forward(&out, n_head * hd, cx)?)
 }
 
 /// Index of the largest logit.

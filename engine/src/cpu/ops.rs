@@ -1,53 +1,50 @@
-//! The small ops candle-core leaves to candle-nn (RMSNorm, RoPE, softmax), written to follow
-//! ggml's CPU kernels (ggml-cpu/ops.cpp) closely enough that greedy tokens match llama.cpp:
-//! sums that ggml accumulates in double are accumulated in f64 here too.
+//! The forward pass's small ops on rows of f32 (RMSNorm, RoPE, softmax, SwiGLU, attention),
+//! written to follow ggml's CPU kernels (ggml-cpu/ops.cpp) closely enough that greedy
+//! tokens match llama.cpp: sums that ggml accumulates in double are accumulated in f64 here
+//! too. Plain slices rather than candle tensors: a decode step runs ~25 of these per layer
+//! on a few hundred values, where a tensor op's fixed cost was most of the time.
 
-use candle_core::{DType, Device, Tensor, D};
-
+use super::kernels::pool::SharedMut;
+use super::kernels::{vec, Isa, Pool};
 use crate::model::RopeType;
 
-/// `x / sqrt(mean(x^2) + eps) * weight` over the last dimension (ggml `rms_norm` + `mul`).
-pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let n = dims.last().copied().unwrap_or(1).max(1);
-    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
-    for row in data.chunks_mut(n) {
+/// Each row of `x` (rows of `weight.len()`): `x / sqrt(mean(x^2) + eps) * weight` (ggml
+/// `rms_norm` + `mul`).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let n = weight.len().max(1);
+    let mut out = x.to_vec();
+    for row in out.chunks_mut(n) {
         let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
         let mean = (sum / n as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
-        row.iter_mut().for_each(|v| *v *= scale);
-    }
-    Tensor::from_vec(data, dims, x.device())?.broadcast_mul(weight)
-}
-
-/// Softmax over the last dimension (ggml `soft_max`: f32 max, f64 sum of exponentials).
-pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let n = dims.last().copied().unwrap_or(1).max(1);
-    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
-    for row in data.chunks_mut(n) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f64;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += f64::from(*v);
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = (*v * scale) * w;
         }
-        let inv = (1.0 / sum) as f32;
-        row.iter_mut().for_each(|v| *v *= inv);
     }
-    Tensor::from_vec(data, dims, x.device())
+    out
 }
 
-/// cos/sin of the rotation angles for `n_tokens` positions from `pos`, shape
-/// (n_tokens, n_rot / 2). Angles are built as ggml's `rope_cache_init` does, in f32:
+/// Softmax of one row in place (ggml `soft_max`: f32 max, f64 sum of exponentials).
+pub fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// cos/sin of the rotation angles for `n_tokens` positions from `pos`, each (n_tokens,
+/// n_rot / 2). Angles are built as ggml's `rope_cache_init` does, in f32:
 /// `theta = p; theta *= base^(-2/n_rot)` per pair, so rounding matches llama.cpp.
 pub fn rope_tables(
     pos: usize,
     n_tokens: usize,
     n_rot: usize,
     freq_base: f32,
-    device: &Device,
-) -> candle_core::Result<(Tensor, Tensor)> {
+) -> (Vec<f32>, Vec<f32>) {
     let half = n_rot / 2;
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
     let mut cos = Vec::with_capacity(n_tokens * half);
@@ -60,70 +57,122 @@ pub fn rope_tables(
             theta *= theta_scale;
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (n_tokens, half), device)?,
-        Tensor::from_vec(sin, (n_tokens, half), device)?,
-    ))
+    (cos, sin)
 }
 
-/// Rotary position embedding of `x` (heads, tokens, head_dim); the first `cos.dim(1) * 2`
-/// dimensions rotate, the rest pass through.
-///
-/// Neox pairs dimension i with i + n_rot/2; Normal pairs 2i with 2i+1 (ggml `rope_f32`).
-pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, kind: RopeType) -> candle_core::Result<Tensor> {
-    let (h, s, d) = x.dims3()?;
-    let half = cos.dim(1)?;
-    let n_rot = half * 2;
-    let rotated = match kind {
-        RopeType::Neox => {
-            let x1 = x.narrow(D::Minus1, 0, half)?;
-            let x2 = x.narrow(D::Minus1, half, half)?;
-            let y1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-            let y2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
-            Tensor::cat(&[y1, y2], D::Minus1)?
+/// Rotary position embedding in place of `x`: `n_tokens` rows of `heads` heads of
+/// `head_dim`, `cos`/`sin` (n_tokens, n_rot / 2) from [`rope_tables`]; the first n_rot
+/// dimensions of each head rotate, the rest pass through. Neox pairs dimension i with
+/// i + n_rot/2; Normal pairs 2i with 2i+1 (ggml `rope_f32`).
+pub fn rope(
+    x: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    cos: &[f32],
+    sin: &[f32],
+    kind: RopeType,
+) {
+    let n_tokens = x.len() / (heads * head_dim).max(1);
+    let half = cos.len() / n_tokens.max(1);
+    for (t, row) in x.chunks_mut(heads * head_dim).enumerate() {
+        let (cs, sn) = (
+            &cos[t * half..(t + 1) * half],
+            &sin[t * half..(t + 1) * half],
+        );
+        for v in row.chunks_mut(head_dim) {
+            for i in 0..half {
+                let (a, b) = match kind {
+                    RopeType::Neox => (i, i + half),
+                    RopeType::Normal => (2 * i, 2 * i + 1),
+                };
+                let (x0, x1) = (v[a], v[b]);
+                v[a] = x0 * cs[i] - x1 * sn[i];
+                v[b] = x0 * sn[i] + x1 * cs[i];
+            }
         }
-        RopeType::Normal => {
-            let pairs = x.narrow(D::Minus1, 0, n_rot)?.reshape((h, s, half, 2))?;
-            let x0 = pairs.narrow(3, 0, 1)?.squeeze(3)?;
-            let x1 = pairs.narrow(3, 1, 1)?.squeeze(3)?;
-            let y0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
-            let y1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
-            Tensor::stack(&[y0, y1], 3)?.reshape((h, s, n_rot))?
-        }
-    };
-    if n_rot == d {
-        Ok(rotated)
-    } else {
-        Tensor::cat(
-            &[rotated, x.narrow(D::Minus1, n_rot, d - n_rot)?],
-            D::Minus1,
-        )
     }
 }
 
-/// Additive causal mask for `rows` query rows that repeat every `n_tokens` rows (the query
-/// heads sharing one KV head are stacked), against `n_kv` cached positions of which the
-/// first `pos` precede this batch: row r may see key j iff j <= pos + r % n_tokens.
-pub fn causal_mask(
-    rows: usize,
-    n_tokens: usize,
-    pos: usize,
-    n_kv: usize,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    let mut m = Vec::with_capacity(rows * n_kv);
-    for r in 0..rows {
-        let last = pos + r % n_tokens.max(1);
-        m.extend((0..n_kv).map(|j| if j <= last { 0f32 } else { f32::NEG_INFINITY }));
+/// `gate = silu(gate) * up` (ggml `swiglu`: `x / (1 + exp(-x))` in f32).
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
     }
-    Tensor::from_vec(m, (rows, n_kv), device)
 }
 
-/// Rounds to f16 and back: llama.cpp keeps the KV cache in f16 and converts the attention
-/// probabilities to f16 before multiplying by V; doing the same keeps greedy decoding on
-/// llama.cpp's path where two logits are nearly tied.
-pub fn round_f16(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.to_dtype(DType::F16)?.to_dtype(DType::F32)
+/// `x += y`.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+}
+
+/// Adds `bias` to each row of `x`.
+pub fn add_bias(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_mut(bias.len().max(1)) {
+        add(row, bias);
+    }
+}
+
+/// The shape of one attention call.
+#[derive(Clone, Copy)]
+pub struct AttentionShape {
+    /// Query rows (tokens) and the position of the first.
+    pub n: usize,
+    pub pos: usize,
+    pub n_head: usize,
+    pub n_kv: usize,
+    pub head_dim: usize,
+    /// Positions a KV head's cache has room for (its stride in positions).
+    pub capacity: usize,
+}
+
+/// Query rows per attention task in a batch.
+const ATTN_ROWS: usize = 16;
+
+/// Causal grouped-query attention: `q` (n, n_head * head_dim) at positions pos..pos + n
+/// against caches `k`, `v` ([n_kv][capacity][head_dim], the first pos + n positions
+/// filled); query head h reads KV head h / (n_head / n_kv), as ggml broadcasts. Row i sees
+/// keys 0..=pos + i: scores `q.k / sqrt(head_dim)`, a softmax, rounded to f16 when
+/// `round_probs` (llama.cpp's f16 V path), then the weighted sum of values. Tasks over
+/// (head, rows) run on `pool`; each output row is one task's, in a fixed order.
+pub fn attention(
+    isa: Isa,
+    pool: &Pool,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttentionShape,
+    round_probs: bool,
+) -> Vec<f32> {
+    let (hd, rep) = (s.head_dim, s.n_head / s.n_kv.max(1));
+    let width = s.n_head * hd;
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
+    let mut out = vec![0f32; s.n * width];
+    let chunks = s.n.div_ceil(ATTN_ROWS);
+    let shared = SharedMut::new(&mut out);
+    pool.run(s.n_head * chunks, &|task| {
+        let (h, chunk) = (task / chunks, task % chunks);
+        let g = h / rep.max(1);
+        let keys = &k[g * s.capacity * hd..];
+        let values = &v[g * s.capacity * hd..];
+        let mut scores = Vec::with_capacity(s.pos + s.n);
+        for i in chunk * ATTN_ROWS..((chunk + 1) * ATTN_ROWS).min(s.n) {
+            let qi = &q[i * width + h * hd..i * width + (h + 1) * hd];
+            let seen = s.pos + i + 1;
+            scores.clear();
+            scores
+                .extend((0..seen).map(|j| vec::dot(isa, qi, &keys[j * hd..(j + 1) * hd]) * scale));
+            softmax(&mut scores);
+            if round_probs {
+                vec::round_f16(isa, &mut scores);
+            }
+            // SAFETY: row i of head h is this task's alone.
+            let o = unsafe { shared.range(i * width + h * hd..i * width + (h + 1) * hd) };
+            for (j, &p) in scores.iter().enumerate() {
+                vec::axpy(isa, o, p, &values[j * hd..(j + 1) * hd]);
+            }
+        }
+    });
+    out
 }
 
 /// Index of the largest value; the first one on ties.

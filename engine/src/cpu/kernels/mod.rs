@@ -20,6 +20,7 @@ pub mod blocks;
 mod gemm;
 pub mod pool;
 mod scalar;
+pub mod vec;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
