@@ -326,8 +326,9 @@ fn batches_and_threads_do_not_change_a_bit() {
 }
 
 /// The f32 helpers of the forward pass: f16 rounding equals `half`'s bit for bit (ties to
-/// even, subnormals, overflow to infinity), the dot product and `axpy` equal f64 sums to
-/// rounding, on every instruction set and at lengths that leave a vector tail.
+/// even, subnormals, overflow to infinity); the dot product, `axpy` and attention's score and
+/// weighted-sum kernels equal f64 sums to rounding, on every instruction set and at lengths
+/// that leave a vector tail.
 #[test]
 fn vector_helpers_match_their_references() {
     use m1_engine::cpu::kernels::vec;
@@ -347,16 +348,12 @@ fn vector_helpers_match_their_references() {
     // Exact ties between two halves: 1 + 2^-11 rounds down to 1, 1 + 3 * 2^-11 up.
     values.extend([1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11)]);
     for isa in Isa::available() {
+        let name = isa.name();
         let mut got = values.clone();
         vec::round_f16(isa, &mut got);
         for (v, g) in values.iter().zip(&got) {
             let want = half::f16::from_f32(*v).to_f32();
-            assert_eq!(
-                want.to_bits(),
-                g.to_bits(),
-                "{}: f16 rounding of {v}",
-                isa.name()
-            );
+            assert_eq!(want.to_bits(), g.to_bits(), "{name}: f16 rounding of {v}");
         }
         for len in [1usize, 7, 8, 15, 16, 17, 64, 100] {
             let a: Vec<f32> = (0..len).map(|_| rng.unit()).collect();
@@ -365,8 +362,7 @@ fn vector_helpers_match_their_references() {
             let got = vec::dot(isa, &a, &b);
             assert!(
                 (got as f64 - want).abs() < 1e-5,
-                "{} dot of {len}: {got} vs {want}",
-                isa.name()
+                "{name} dot of {len}: {got} vs {want}"
             );
             let mut y = b.clone();
             vec::axpy(isa, &mut y, 0.75, &a);
@@ -374,8 +370,37 @@ fn vector_helpers_match_their_references() {
                 let want = b[i] as f64 + 0.75 * a[i] as f64;
                 assert!(
                     (y[i] as f64 - want).abs() < 1e-6,
-                    "{} axpy of {len} at {i}",
-                    isa.name()
+                    "{name} axpy of {len} at {i}"
+                );
+            }
+        }
+        // Attention's kernels: scores against keys transposed in blocks of KEYS, and the
+        // weighted sum of value rows, at head sizes 64, 128 and an odd 40.
+        for hd in [64usize, 128, 40] {
+            let (blocks, keys) = (5, 37);
+            let q: Vec<f32> = (0..hd).map(|_| rng.unit()).collect();
+            let kt: Vec<f32> = (0..blocks * hd * vec::KEYS).map(|_| rng.unit()).collect();
+            let mut got = vec![0f32; blocks * vec::KEYS];
+            vec::scores(isa, &q, &kt, blocks, &mut got);
+            for (j, g) in got.iter().enumerate() {
+                let (b, l) = (j / vec::KEYS, j % vec::KEYS);
+                let want: f64 = (0..hd)
+                    .map(|d| q[d] as f64 * kt[(b * hd + d) * vec::KEYS + l] as f64)
+                    .sum();
+                assert!(
+                    (*g as f64 - want).abs() < 1e-5,
+                    "{name} scores hd={hd} key {j}"
+                );
+            }
+            let p: Vec<f32> = (0..keys).map(|_| rng.unit().abs()).collect();
+            let v: Vec<f32> = (0..keys * hd).map(|_| rng.unit()).collect();
+            let mut out = vec![f32::NAN; hd];
+            vec::weighted_sum(isa, &mut out, &p, &v);
+            for (d, o) in out.iter().enumerate() {
+                let want: f64 = (0..keys).map(|j| p[j] as f64 * v[j * hd + d] as f64).sum();
+                assert!(
+                    (*o as f64 - want).abs() < 1e-5,
+                    "{name} weighted sum hd={hd} dim {d}"
                 );
             }
         }

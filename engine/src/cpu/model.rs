@@ -287,8 +287,10 @@ impl Default for CpuOptions {
     }
 }
 
-/// Keys and values of one layer for every position so far, each [n_head_kv][capacity]
-/// [head_dim]; the capacity doubles as the sequence grows.
+/// Keys and values of one layer for every position so far: keys [n_head_kv][capacity /
+/// KEYS][head_dim][KEYS] (transposed in blocks of `vec::KEYS` positions, as attention's
+/// score kernel reads them), values [n_head_kv][capacity][head_dim]; the capacity doubles as
+/// the sequence grows.
 struct KvCache {
     k: Vec<f32>,
     v: Vec<f32>,
@@ -308,6 +310,7 @@ impl KvCache {
 
     /// Appends `k`, `v` (n rows of n_kv heads of head_dim).
     fn append(&mut self, k: &[f32], v: &[f32], n_kv: usize, hd: usize, max_len: usize) {
+        const KEYS: usize = super::kernels::vec::KEYS;
         let n = k.len() / (n_kv * hd).max(1);
         let needed = self.len + n;
         if needed > self.capacity {
@@ -317,23 +320,30 @@ impl KvCache {
                 .max(self.capacity * 2)
                 .max(256)
                 .min(max_len.max(needed));
-            let grow = |old: &[f32]| {
+            let cap = cap.next_multiple_of(KEYS);
+            let (old_cap, len) = (self.capacity, self.len);
+            let grow = |old: &[f32], used: usize| {
                 let mut t = vec![0f32; n_kv * cap * hd];
                 for g in 0..n_kv {
-                    let from = &old[g * self.capacity * hd..][..self.len * hd];
-                    t[g * cap * hd..][..self.len * hd].copy_from_slice(from);
+                    t[g * cap * hd..][..used].copy_from_slice(&old[g * old_cap * hd..][..used]);
                 }
                 t
             };
-            self.k = grow(&self.k);
-            self.v = grow(&self.v);
+            self.k = grow(&self.k, len.next_multiple_of(KEYS) * hd);
+            self.v = grow(&self.v, len * hd);
             self.capacity = cap;
         }
+        let cap = self.capacity;
         for i in 0..n {
+            let p = self.len + i;
+            let (block, lane) = (p / KEYS, p % KEYS);
             for g in 0..n_kv {
-                let at = (g * self.capacity + self.len + i) * hd;
                 let from = (i * n_kv + g) * hd;
-                self.k[at..at + hd].copy_from_slice(&k[from..from + hd]);
+                let kt = &mut self.k[g * cap * hd + block * hd * KEYS..][..hd * KEYS];
+                for (d, &x) in k[from..from + hd].iter().enumerate() {
+                    kt[d * KEYS + lane] = x;
+                }
+                let at = (g * cap + p) * hd;
                 self.v[at..at + hd].copy_from_slice(&v[from..from + hd]);
             }
         }

@@ -129,11 +129,12 @@ pub struct AttentionShape {
 const ATTN_ROWS: usize = 16;
 
 /// Causal grouped-query attention: `q` (n, n_head * head_dim) at positions pos..pos + n
-/// against caches `k`, `v` ([n_kv][capacity][head_dim], the first pos + n positions
-/// filled); query head h reads KV head h / (n_head / n_kv), as ggml broadcasts. Row i sees
-/// keys 0..=pos + i: scores `q.k / sqrt(head_dim)`, a softmax, rounded to f16 when
-/// `round_probs` (llama.cpp's f16 V path), then the weighted sum of values. Tasks over
-/// (head, rows) run on `pool`; each output row is one task's, in a fixed order.
+/// against caches `k` ([n_kv][capacity / KEYS][head_dim][KEYS]: keys transposed in blocks
+/// of [`vec::KEYS`]) and `v` ([n_kv][capacity][head_dim]), the first pos + n positions filled;
+/// query head h reads KV head h / (n_head / n_kv), as ggml broadcasts. Row i sees keys
+/// 0..=pos + i: scores `q.k / sqrt(head_dim)`, a softmax, rounded to f16 when `round_probs`
+/// (llama.cpp's f16 V path), then the weighted sum of values. A row's result depends only
+/// on its position, never on the batch or the thread; tasks over (head, rows) run on `pool`.
 pub fn attention(
     isa: Isa,
     pool: &Pool,
@@ -149,29 +150,37 @@ pub fn attention(
     let mut out = vec![0f32; s.n * width];
     let chunks = s.n.div_ceil(ATTN_ROWS);
     let shared = SharedMut::new(&mut out);
-    pool.run(s.n_head * chunks, &|task| {
+    let task = |task: usize| {
         let (h, chunk) = (task / chunks, task % chunks);
         let g = h / rep.max(1);
-        let keys = &k[g * s.capacity * hd..];
-        let values = &v[g * s.capacity * hd..];
-        let mut scores = Vec::with_capacity(s.pos + s.n);
+        let keys = &k[g * s.capacity * hd..(g + 1) * s.capacity * hd];
+        let values = &v[g * s.capacity * hd..(g + 1) * s.capacity * hd];
+        let mut scores = Vec::with_capacity(s.pos + s.n + vec::KEYS);
         for i in chunk * ATTN_ROWS..((chunk + 1) * ATTN_ROWS).min(s.n) {
             let qi = &q[i * width + h * hd..i * width + (h + 1) * hd];
             let seen = s.pos + i + 1;
-            scores.clear();
-            scores
-                .extend((0..seen).map(|j| vec::dot(isa, qi, &keys[j * hd..(j + 1) * hd]) * scale));
+            let blocks = seen.div_ceil(vec::KEYS);
+            scores.resize(blocks * vec::KEYS, 0.0);
+            vec::scores(isa, qi, keys, blocks, &mut scores);
+            scores.truncate(seen);
+            scores.iter_mut().for_each(|x| *x *= scale);
             softmax(&mut scores);
             if round_probs {
                 vec::round_f16(isa, &mut scores);
             }
             // SAFETY: row i of head h is this task's alone.
             let o = unsafe { shared.range(i * width + h * hd..i * width + (h + 1) * hd) };
-            for (j, &p) in scores.iter().enumerate() {
-                vec::axpy(isa, o, p, &values[j * hd..(j + 1) * hd]);
-            }
+            vec::weighted_sum(isa, o, &scores, values);
         }
-    });
+    };
+    // A decode step over a short context is a few microseconds of work: not worth waking
+    // the other threads.
+    let work = s.n * (s.pos + s.n) * s.n_head * hd;
+    if work < 1 << 18 {
+        (0..s.n_head * chunks).for_each(task);
+    } else {
+        pool.run(s.n_head * chunks, &task);
+    }
     out
 }
 
