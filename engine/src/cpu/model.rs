@@ -38,7 +38,8 @@ const _: () = {
 /// which a Q8_0 block with the same f16 `d` holds exactly. Both types dot against Q8_0
 /// activations with integer sums, so results equal ggml's Q5_0 x Q8_0 up to the order of
 /// the per-block float accumulation, but candle has SIMD kernels for Q8_0 and only a scalar
-/// loop for Q5_0 (about 4x slower). Costs 34 instead of 22 bytes a block.
+/// loop for Q5_0 (about 4x slower). Costs 34 instead of 22 bytes a block, so it is only done
+/// where candle runs the products ([`reencodes_q5_0`]); our kernels take Q5_0 as it is.
 ///
 /// Q5_0 block (ggml-common.h `block_q5_0`): f16 d | u32 qh (5th bits) | 16 bytes of nibbles;
 /// element j < 16 is the low nibble of qs[j] plus bit j of qh, element j + 16 the high
@@ -62,7 +63,13 @@ fn q5_0_to_q8_0(src: &[u8]) -> Vec<u32> {
     words
 }
 
-/// One tensor as candle reads it: its bytes (Q5_0 already re-encoded as Q8_0) in u32
+/// Whether Q5_0 tensors are held as Q8_0: where our kernels have no SIMD set and candle's
+/// `matmul_t` runs the products.
+fn reencodes_q5_0() -> bool {
+    !Isa::best().is_simd()
+}
+
+/// One tensor as candle reads it: its bytes (Q5_0 perhaps re-encoded as Q8_0) in u32
 /// words, which give candle's block structs the 4-byte alignment they need, and its shape
 /// in candle's order (the GGUF dims reversed: ne0 last).
 struct Raw {
@@ -85,7 +92,7 @@ impl Raw {
             });
         }
         let shape = info.dims.iter().rev().map(|&d| d as usize).collect();
-        Ok(if info.ggml_type == GgmlType::Q5_0 {
+        Ok(if info.ggml_type == GgmlType::Q5_0 && reencodes_q5_0() {
             let bytes: &[u8] = bytemuck::cast_slice(&words);
             Self {
                 ty: info.ggml_type,
@@ -116,8 +123,19 @@ impl Raw {
     }
 
     /// Float weights go to `QMatMul`, widened straight from the read bytes; block types to
-    /// our kernels (or, for the types they do not take, candle's `matmul_t`).
+    /// our kernels, which take the read buffer itself (or, for the types they do not take,
+    /// candle's `matmul_t`).
     fn linear(&self) -> Result<Linear, CpuError> {
+        Self::into_linear(Raw {
+            ty: self.ty,
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            words: self.words[..self.len.div_ceil(4)].to_vec(),
+            len: self.len,
+        })
+    }
+
+    fn into_linear(self) -> Result<Linear, CpuError> {
         let &[n, k] = self.shape.as_slice() else {
             return Err(CpuError::Internal {
                 what: format!("a linear layer's weight has shape {:?}", self.shape),
@@ -128,8 +146,7 @@ impl Raw {
             return Ok(Linear::Candle(QMatMul::Tensor(weight)));
         }
         if let Some(ty) = QType::from_ggml(self.dtype_ggml()).filter(|_| Isa::best().is_simd()) {
-            let words = self.words[..self.len.div_ceil(4)].to_vec();
-            let matrix = QMatrix::new(ty, n, k, words).map_err(|e| CpuError::Internal {
+            let matrix = QMatrix::new(ty, n, k, self.words).map_err(|e| CpuError::Internal {
                 what: e.to_string(),
             })?;
             return Ok(Linear::Ours(matrix));
@@ -138,10 +155,10 @@ impl Raw {
         Ok(Linear::Direct { weight, n })
     }
 
-    /// The block type of `words` (Q5_0 already re-encoded as Q8_0).
+    /// The block type of `words`.
     fn dtype_ggml(&self) -> GgmlType {
         match self.ty {
-            GgmlType::Q5_0 => GgmlType::Q8_0,
+            GgmlType::Q5_0 if reencodes_q5_0() => GgmlType::Q8_0,
             t => t,
         }
     }
@@ -431,10 +448,10 @@ impl Role {
     }
 }
 
-/// Bytes of a tensor in candle's blocks: the file's, except that Q5_0 becomes Q8_0.
+/// Bytes of a tensor as held in blocks: the file's, except where Q5_0 becomes Q8_0.
 fn stored_bytes(info: &TensorInfo) -> u64 {
     match info.ggml_type {
-        GgmlType::Q5_0 => info.size / 22 * 34,
+        GgmlType::Q5_0 if reencodes_q5_0() => info.size / 22 * 34,
         _ => info.size,
     }
 }
@@ -464,7 +481,7 @@ impl Held {
             },
             Role::Dense => Self::Dense(raw.qtensor()?.dequantize(&Device::Cpu)?),
             Role::Linear if raw.ty.is_float() => Self::Float(raw),
-            Role::Linear => Self::Linear(raw.linear()?),
+            Role::Linear => Self::Linear(raw.into_linear()?),
         })
     }
 }
@@ -492,7 +509,7 @@ impl Loaded {
     fn linear(&mut self, spec: &WeightSpec) -> Result<Linear, CpuError> {
         match self.take(spec)? {
             Held::Linear(l) => Ok(l),
-            Held::Float(raw) => raw.linear(),
+            Held::Float(raw) => raw.into_linear(),
             _ => Err(Self::misplaced(spec)),
         }
     }
@@ -526,7 +543,7 @@ fn check_memory(
         weights += Role::of(info, table, config).held_bytes(info);
         // While a tensor is converted: the bytes read, and Q5_0's Q8_0 re-encoding.
         let reading = match info.ggml_type {
-            GgmlType::Q5_0 => info.size + stored_bytes(info),
+            GgmlType::Q5_0 if reencodes_q5_0() => info.size + stored_bytes(info),
             _ => info.size,
         };
         largest = largest.max(reading);
