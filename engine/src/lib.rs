@@ -5,6 +5,7 @@
 //! (the app's Web Worker). See ARCHITECTURE.md for the data flow.
 
 pub mod backend;
+pub mod clock;
 pub mod cpu;
 pub mod gguf;
 pub mod gpu;
@@ -13,4 +14,8 @@ pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;
 pub mod reason;
+pub mod sampling;
+/// Models of real shapes with random weights, generated as read (benchmarks).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod synthetic;
 pub mod tokenizer;

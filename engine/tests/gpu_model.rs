@@ -14,9 +14,10 @@ use std::time::Instant;
 use futures::executor::block_on;
 use m1_engine::cpu::{greedy, CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource};
-use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
+use m1_engine::gpu::{Gpu, GpuOptions};
 use m1_engine::gpu::{GpuModel, GpuModelOptions};
 use m1_engine::quantize::FileType;
+use m1_engine::sampling::Sampling;
 use serde_json::Value;
 
 mod common;
@@ -41,7 +42,10 @@ fn greedy_plan(gpu: &Gpu, software_tokens: usize) -> (Option<&'static str>, usiz
 fn gpus() -> Vec<(Gpu, &'static str)> {
     let mut out = Vec::new();
     for (disable_f16, path) in [(true, "f32 path"), (false, "f16 path")] {
-        match block_on(Gpu::new(GpuOptions { disable_f16 })) {
+        match block_on(Gpu::new(GpuOptions {
+            disable_f16,
+            ..GpuOptions::default()
+        })) {
             Ok(gpu) => {
                 if !disable_f16 && !gpu.report.shader_f16 {
                     println!("no shader-f16 on {}: f16 path not run", gpu.report.name);

@@ -751,8 +751,9 @@ fn cli_quantize_then_info() {
 /// lavapipe, where these tiny models take well under a second per file).
 #[test]
 fn gpu_path_gives_llama_cpp_greedy_tokens() {
-    use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
+    use m1_engine::gpu::{Gpu, GpuOptions};
     use m1_engine::gpu::{GpuModel, GpuModelOptions};
+    use m1_engine::sampling::Sampling;
     let c = converted();
     let Some(fx) = fixture() else { return };
     let mut failures = Vec::new();
@@ -762,7 +763,10 @@ fn gpu_path_gives_llama_cpp_greedy_tokens() {
         ("qwen2-tiny", FileType::F16),
         ("llama-tiny", FileType::Q5KM),
     ] {
-        let gpu = match block_on(Gpu::new(GpuOptions { disable_f16: true })) {
+        let gpu = match block_on(Gpu::new(GpuOptions {
+            disable_f16: true,
+            ..GpuOptions::default()
+        })) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("SKIP: no GPU adapter ({e})");

@@ -9,7 +9,7 @@ use candle_core::{Device, Module, Tensor};
 use super::ops::{causal_mask, rms_norm, rope, rope_tables, round_f16, softmax_last_dim};
 use super::CpuError;
 use crate::gguf::{ByteSource, GgmlType, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
-use crate::model::{ModelConfig, WeightSpec, WeightTable};
+use crate::model::{Assemble, Layer, ModelConfig, WeightSpec, WeightTable};
 
 // Our block sizes and candle's must agree byte for byte: we hand candle raw GGUF bytes.
 const _: () = {
@@ -257,27 +257,9 @@ impl KvCache {
     }
 }
 
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    q_bias: Option<Tensor>,
-    k_bias: Option<Tensor>,
-    v_bias: Option<Tensor>,
-    output: Linear,
-}
-
-struct FeedForward {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
+/// One decoder block: its weights (linear layers; f32 norms and biases) and its KV cache.
 struct Block {
-    attn_norm: Tensor,
-    attn: Attention,
-    ffn_norm: Tensor,
-    ffn: FeedForward,
+    w: Layer<Linear, Tensor>,
     cache: KvCache,
 }
 
@@ -408,9 +390,19 @@ impl Loaded {
             _ => Err(Self::misplaced(spec)),
         }
     }
+}
 
-    fn dense_opt(&mut self, spec: &Option<WeightSpec>) -> Result<Option<Tensor>, CpuError> {
-        spec.as_ref().map(|s| self.dense(s)).transpose()
+impl Assemble for Loaded {
+    type Matrix = Linear;
+    type Vector = Tensor;
+    type Error = CpuError;
+
+    fn matrix(&mut self, spec: &WeightSpec) -> Result<Linear, CpuError> {
+        self.linear(spec)
+    }
+
+    fn vector(&mut self, spec: &WeightSpec) -> Result<Tensor, CpuError> {
+        self.dense(spec)
     }
 }
 
@@ -505,28 +497,16 @@ impl CpuModel {
             Some(tied) => tied,
             None => loaded.linear(&table.output)?,
         };
-        let mut blocks = Vec::with_capacity(config.n_layer);
-        for l in &table.layers {
-            blocks.push(Block {
-                attn_norm: loaded.dense(&l.attn_norm)?,
-                attn: Attention {
-                    q: loaded.linear(&l.attn_q)?,
-                    k: loaded.linear(&l.attn_k)?,
-                    v: loaded.linear(&l.attn_v)?,
-                    q_bias: loaded.dense_opt(&l.attn_q_bias)?,
-                    k_bias: loaded.dense_opt(&l.attn_k_bias)?,
-                    v_bias: loaded.dense_opt(&l.attn_v_bias)?,
-                    output: loaded.linear(&l.attn_output)?,
-                },
-                ffn_norm: loaded.dense(&l.ffn_norm)?,
-                ffn: FeedForward {
-                    gate: loaded.linear(&l.ffn_gate)?,
-                    up: loaded.linear(&l.ffn_up)?,
-                    down: loaded.linear(&l.ffn_down)?,
-                },
-                cache: KvCache::new(),
-            });
-        }
+        let blocks = table
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(Block {
+                    w: Layer::build(l, &mut loaded)?,
+                    cache: KvCache::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, CpuError>>()?;
         let output_norm = loaded.dense(&table.output_norm)?;
         Ok(Self {
             config,
@@ -591,7 +571,7 @@ impl CpuModel {
         let mut x = self.token_embd.embedding(&ids)?;
         let (cos, sin) = rope_tables(pos, n, c.n_rot, c.rope_theta, &Device::Cpu)?;
         for block in &mut self.blocks {
-            let h = rms_norm(&x, &block.attn_norm, c.rms_eps)?;
+            let h = rms_norm(&x, &block.w.attn_norm, c.rms_eps)?;
             let a = attention(
                 block,
                 &h,
@@ -603,11 +583,11 @@ impl CpuModel {
                 self.max_seq_len,
             )?;
             x = (x + a)?;
-            let h = rms_norm(&x, &block.ffn_norm, c.rms_eps)?;
-            let f = &block.ffn;
-            let m = f
-                .down
-                .forward(&(f.gate.forward(&h)?.silu()? * f.up.forward(&h)?)?)?;
+            let h = rms_norm(&x, &block.w.ffn_norm, c.rms_eps)?;
+            let w = &block.w;
+            let m = w
+                .ffn_down
+                .forward(&(w.ffn_gate.forward(&h)?.silu()? * w.ffn_up.forward(&h)?)?)?;
             x = (x + m)?;
         }
         // Only the last position's logits are needed (llama.cpp's `inp_out_ids`).
@@ -632,7 +612,7 @@ fn attention(
     opts: &CpuOptions,
     max_len: usize,
 ) -> Result<Tensor, CpuError> {
-    let a = &block.attn;
+    let w = &block.w;
     let n = h.dim(0)?;
     let (hd, n_head, n_kv) = (c.head_dim, c.n_head, c.n_head_kv);
     let project = |w: &Linear, b: &Option<Tensor>| -> candle_core::Result<Tensor> {
@@ -644,9 +624,9 @@ fn attention(
     };
     // (n, heads * hd) -> (heads, n, hd)
     let heads = |t: Tensor, count: usize| t.reshape((n, count, hd))?.transpose(0, 1)?.contiguous();
-    let q = heads(project(&a.q, &a.q_bias)?, n_head)?;
-    let k = heads(project(&a.k, &a.k_bias)?, n_kv)?;
-    let v = heads(project(&a.v, &a.v_bias)?, n_kv)?;
+    let q = heads(project(&w.attn_q, &w.attn_q_bias)?, n_head)?;
+    let k = heads(project(&w.attn_k, &w.attn_k_bias)?, n_kv)?;
+    let v = heads(project(&w.attn_v, &w.attn_v_bias)?, n_kv)?;
     let mut q = rope(&q, cos, sin, c.rope_type)?;
     let mut k = rope(&k, cos, sin, c.rope_type)?;
     let mut v = v;
@@ -676,7 +656,7 @@ fn attention(
         .reshape((n_head, n, hd))?
         .transpose(0, 1)?
         .reshape((n, n_head * hd))?;
-    Ok(a.output.forward(&out)?)
+    Ok(w.attn_output.forward(&out)?)
 }
 
 /// Index of the largest logit.

@@ -61,18 +61,6 @@ impl TensorInfo {
         let ne0 = self.dims.first().copied().unwrap_or(1);
         ne0 / self.ggml_type.block_size() * self.ggml_type.type_size()
     }
-
-    /// `UnsupportedTensorType` unless our GPU kernels implement this tensor's type.
-    pub fn check_gpu_supported(&self) -> Result<(), GgufError> {
-        if self.ggml_type.gpu_supported() {
-            Ok(())
-        } else {
-            Err(GgufError::UnsupportedTensorType {
-                name: self.name.clone(),
-                ggml_type: self.ggml_type.name().to_string(),
-            })
-        }
-    }
 }
 
 /// A parsed GGUF header.

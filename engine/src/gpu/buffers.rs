@@ -6,7 +6,9 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 use futures::channel::oneshot;
 
-use super::{Gpu, GpuError, WeightType};
+use super::quant::{has_kernel, kernel_block};
+use super::{Gpu, GpuError};
+use crate::gguf::GgmlType;
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST)
@@ -14,7 +16,7 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 /// A weight part may not exceed 2 GiB: kernels address bytes with u32 and words with i32-safe
 /// indices, whatever larger binding a device offers.
-const MAX_PART_BYTES: u64 = 1 << 31;
+pub(crate) const MAX_PART_BYTES: u64 = 1 << 31;
 
 fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
     // Zero-sized bindings are invalid; one word keeps empty tensors bindable.
@@ -124,7 +126,7 @@ pub(crate) struct WeightPart {
 #[derive(Debug)]
 pub struct WeightTensor {
     name: String,
-    ty: WeightType,
+    ty: GgmlType,
     rows: u32,
     cols: u32,
     row_bytes: u64,
@@ -136,7 +138,7 @@ impl WeightTensor {
     pub fn new(
         gpu: &Gpu,
         name: &str,
-        ty: WeightType,
+        ty: GgmlType,
         rows: usize,
         cols: usize,
     ) -> Result<Self, GpuError> {
@@ -147,7 +149,7 @@ impl WeightTensor {
     pub fn with_max_part_bytes(
         gpu: &Gpu,
         name: &str,
-        ty: WeightType,
+        ty: GgmlType,
         rows: usize,
         cols: usize,
         max_part_bytes: u64,
@@ -164,14 +166,20 @@ impl WeightTensor {
         if rows32 == 0 {
             return Err(too_big("rows", rows));
         }
-        let row_bytes = ty
-            .row_bytes(cols as u64)
-            .map_err(|_| GpuError::NotMultiple {
+        if !has_kernel(ty) {
+            return Err(GpuError::UnsupportedType(ty));
+        }
+        // Rows are whole kernel blocks (16-element groups for the float types).
+        let (block_elems, block_bytes) = kernel_block(ty);
+        if cols32 == 0 || !cols32.is_multiple_of(block_elems) {
+            return Err(GpuError::NotMultiple {
                 op: "WeightTensor::new",
                 what: "row length (cols)",
                 value: cols as u64,
-                multiple: u64::from(ty.block_elems()),
-            })?;
+                multiple: u64::from(block_elems),
+            });
+        }
+        let row_bytes = u64::from(cols32 / block_elems) * u64::from(block_bytes);
         let cap = max_part_bytes.min(gpu.max_binding()).min(MAX_PART_BYTES);
         // Room for the up-to-3 padding bytes that end each part.
         let rows_per_part = cap.saturating_sub(3) / row_bytes;
@@ -211,7 +219,7 @@ impl WeightTensor {
     pub fn upload(
         gpu: &Gpu,
         name: &str,
-        ty: WeightType,
+        ty: GgmlType,
         rows: usize,
         cols: usize,
         bytes: &[u8],
@@ -232,15 +240,59 @@ impl WeightTensor {
             flushed: 0,
             carry: Vec::new(),
             total: 0,
+            expected: self.byte_len(),
             unflushed: 0,
         }
+    }
+
+    /// A writer of rows `first..first + rows` only (one member of a fused weight), which
+    /// must start on a 4-byte boundary: the queue writes whole words, and a word shared with
+    /// the rows before would overwrite them.
+    pub fn writer_at(&self, first: u32, rows: u32) -> Result<WeightWriter<'_>, GpuError> {
+        let end = u64::from(first) + u64::from(rows);
+        if end > u64::from(self.rows) {
+            return Err(GpuError::OutOfRange {
+                op: "WeightTensor::writer_at",
+                what: "last row",
+                value: end,
+                min: 0,
+                max: u64::from(self.rows),
+            });
+        }
+        let part = self
+            .parts
+            .iter()
+            .position(|p| first < p.first_row + p.rows)
+            .unwrap_or(self.parts.len());
+        let start = self
+            .parts
+            .get(part)
+            .map_or(0, |p| u64::from(first - p.first_row) * self.row_bytes);
+        if !start.is_multiple_of(4) {
+            return Err(GpuError::NotMultiple {
+                op: "WeightTensor::writer_at",
+                what: "start byte",
+                value: start,
+                multiple: 4,
+            });
+        }
+        Ok(WeightWriter {
+            tensor: self,
+            part,
+            accepted: start,
+            flushed: start,
+            carry: Vec::new(),
+            total: 0,
+            expected: u64::from(rows) * self.row_bytes,
+            unflushed: 0,
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn ty(&self) -> WeightType {
+    pub fn ty(&self) -> GgmlType {
         self.ty
     }
 
@@ -285,6 +337,8 @@ pub struct WeightWriter<'a> {
     flushed: u64,
     carry: Vec<u8>,
     total: u64,
+    /// Bytes this writer takes (the whole tensor, or its rows).
+    expected: u64,
     unflushed: u64,
 }
 
@@ -308,15 +362,20 @@ impl WeightWriter<'_> {
         }
         while !data.is_empty() {
             let t = self.tensor;
-            let Some(part) = t.parts.get(self.part) else {
-                return Err(GpuError::ByteCount {
-                    what: t.name.clone(),
-                    expected: t.byte_len(),
-                    got: self.total + data.len() as u64,
-                });
+            let part = match t.parts.get(self.part) {
+                Some(part) if self.total < self.expected => part,
+                _ => {
+                    return Err(GpuError::ByteCount {
+                        what: t.name.clone(),
+                        expected: self.expected,
+                        got: self.total + data.len() as u64,
+                    })
+                }
             };
             let part_len = u64::from(part.rows) * t.row_bytes;
-            let take = (part_len - self.accepted).min(data.len() as u64) as usize;
+            let take = (part_len - self.accepted)
+                .min(self.expected - self.total)
+                .min(data.len() as u64) as usize;
             let (mut head, rest) = data.split_at(take);
             self.accepted += take as u64;
             self.total += take as u64;
@@ -336,7 +395,7 @@ impl WeightWriter<'_> {
                 self.flushed += aligned as u64;
             }
             self.carry.extend_from_slice(&head[aligned..]);
-            if self.accepted == part_len {
+            if self.accepted == part_len || self.total == self.expected {
                 if !self.carry.is_empty() {
                     self.carry.resize(4, 0);
                     queue.write_buffer(&part.buffer, self.flushed, &self.carry);
@@ -351,13 +410,12 @@ impl WeightWriter<'_> {
         Ok(())
     }
 
-    /// Checks that exactly the tensor's bytes were written.
+    /// Checks that exactly the writer's bytes were written.
     pub fn finish(self) -> Result<(), GpuError> {
-        let expected = self.tensor.byte_len();
-        if self.total != expected {
+        if self.total != self.expected {
             return Err(GpuError::ByteCount {
                 what: self.tensor.name.clone(),
-                expected,
+                expected: self.expected,
                 got: self.total,
             });
         }
@@ -405,27 +463,172 @@ async fn read_bytes(
 /// Maps a MAP_READ buffer and copies its first `size` bytes out. Natively the device is
 /// polled to completion; on the web the browser resolves the map and we only await.
 async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, GpuError> {
+    map_with(gpu, staging, 0..size, None, <[u8]>::to_vec).await
+}
+
+/// Maps `range` of a MAP_READ buffer once the work up to submission `until` (natively; all
+/// submitted work when `None`) has run, and gives its bytes to `f`.
+async fn map_with<R>(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    range: std::ops::Range<u64>,
+    until: Option<wgpu::SubmissionIndex>,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, GpuError> {
     let (tx, rx) = oneshot::channel();
-    staging
-        .slice(..size)
-        .map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+    let slice = staging.slice(range);
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
     #[cfg(not(target_arch = "wasm32"))]
     gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
+        .poll(wgpu::PollType::Wait {
+            submission_index: until,
+            timeout: None,
+        })
         .map_err(|e| GpuError::Readback(e.to_string()))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = until;
     rx.await
         .map_err(|_| GpuError::Readback("the map callback was dropped (device lost?)".to_string()))?
         .map_err(|e| GpuError::Readback(e.to_string()))?;
-    let bytes = staging
-        .slice(..size)
-        .get_mapped_range()
-        .map_err(|e| GpuError::Readback(e.to_string()))?
-        .to_vec();
+    let out = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        f(&view)
+    };
     staging.unmap();
     gpu.take_error()?;
-    Ok(bytes)
+    Ok(out)
+}
+
+/// A submitted step whose chosen id waits in a [`ReadbackRing`] slot.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub(crate) slot: usize,
+    pub(crate) index: wgpu::SubmissionIndex,
+}
+
+/// The step's GPU time, where the adapter offers timestamp queries: the compute pass writes
+/// its start and end into a query set, resolved into the same slot as the id.
+#[derive(Debug)]
+struct Timestamps {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period_ns: f32,
+}
+
+/// Readback slots for the ids that steps choose, so several steps can be in flight: each
+/// step copies its id into the next slot, and a slot is mapped when its id is wanted.
+#[derive(Debug)]
+pub struct ReadbackRing {
+    slots: Vec<wgpu::Buffer>,
+    next: usize,
+    timestamps: Option<Timestamps>,
+}
+
+/// Bytes of one slot: the id at 0, the pass's two u64 timestamps at 8.
+const SLOT_BYTES: u64 = 24;
+/// Resolved timestamps go to 256-byte-aligned offsets (WebGPU's rule).
+const RESOLVE_STRIDE: u64 = 256;
+
+impl ReadbackRing {
+    /// More than the steps a caller keeps in flight (one being read, two ahead).
+    pub const SLOTS: usize = 4;
+
+    pub fn new(gpu: &Gpu) -> Self {
+        let slots = (0..Self::SLOTS)
+            .map(|i| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("readback {i}")),
+                    size: SLOT_BYTES,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let timestamps = gpu.report.timestamps.then(|| Timestamps {
+            set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("step timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * Self::SLOTS as u32,
+            }),
+            resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step timestamps"),
+                size: RESOLVE_STRIDE * Self::SLOTS as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            period_ns: gpu.queue.get_timestamp_period(),
+        });
+        Self {
+            slots,
+            next: 0,
+            timestamps,
+        }
+    }
+
+    /// The slot the next step uses.
+    pub(crate) fn next_slot(&mut self) -> usize {
+        let slot = self.next;
+        self.next = (self.next + 1) % Self::SLOTS;
+        slot
+    }
+
+    /// Where the step writing into `slot` records its start and end, if measured.
+    pub(crate) fn timestamp_writes(
+        &self,
+        slot: usize,
+    ) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        self.timestamps
+            .as_ref()
+            .map(|ts| wgpu::ComputePassTimestampWrites {
+                query_set: &ts.set,
+                beginning_of_pass_write_index: Some(2 * slot as u32),
+                end_of_pass_write_index: Some(2 * slot as u32 + 1),
+            })
+    }
+
+    /// Records the copy of `token[0]` (and the step's timestamps) into `slot`.
+    pub(crate) fn copy(&self, enc: &mut wgpu::CommandEncoder, slot: usize, token: &U32Buffer) {
+        let dst = &self.slots[slot];
+        enc.copy_buffer_to_buffer(&token.buffer, 0, dst, 0, 4);
+        if let Some(ts) = &self.timestamps {
+            let at = RESOLVE_STRIDE * slot as u64;
+            let queries = 2 * slot as u32..2 * slot as u32 + 2;
+            enc.resolve_query_set(&ts.set, queries, &ts.resolve, at);
+            enc.copy_buffer_to_buffer(&ts.resolve, at, dst, 8, 16);
+        }
+    }
+
+    /// The id of a ticket's step, once it has run.
+    pub async fn read(&self, gpu: &Gpu, ticket: Ticket) -> Result<u32, GpuError> {
+        let staging = &self.slots[ticket.slot];
+        map_with(gpu, staging, 0..4, Some(ticket.index), |b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        })
+        .await
+    }
+
+    /// The GPU time of a ticket's step in milliseconds, when measured; read after
+    /// [`Self::read`] of the same ticket (the step has run by then).
+    pub async fn gpu_ms(&self, gpu: &Gpu, ticket: Ticket) -> Option<f64> {
+        let period = self.timestamps.as_ref()?.period_ns;
+        let staging = &self.slots[ticket.slot];
+        let ticks = map_with(gpu, staging, 8..24, Some(ticket.index), |b| {
+            let word = |i: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&b[i..i + 8]);
+                u64::from_le_bytes(w)
+            };
+            word(8).saturating_sub(word(0))
+        })
+        .await
+        .ok()?;
+        Some(ticks as f64 * f64::from(period) / 1e6)
+    }
 }
 
 /// A reusable 4-byte staging buffer for the one token id read back per decoded token: encode

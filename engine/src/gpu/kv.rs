@@ -103,6 +103,57 @@ impl KvCache {
         self.layers.len()
     }
 
+    /// Layer `layer`'s K and V buffers.
+    pub(crate) fn layer(&self, layer: usize) -> Result<(&wgpu::Buffer, &wgpu::Buffer), GpuError> {
+        self.layers
+            .get(layer)
+            .map(|(k, v)| (k, v))
+            .ok_or(GpuError::OutOfRange {
+                op: "KvCache::layer",
+                what: "layer",
+                value: layer as u64,
+                min: 0,
+                max: self.layers.len().saturating_sub(1) as u64,
+            })
+    }
+
+    /// The keys and values stored at position `pos` of `layer`, as f32 (tests).
+    pub async fn read_position(
+        &self,
+        gpu: &Gpu,
+        layer: usize,
+        pos: u32,
+    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        let (k, v) = self.layer(layer)?;
+        let width = (self.n_kv_heads * self.head_dim) as usize;
+        let at = pos as usize * width;
+        Ok((
+            self.read_row(gpu, k, at, width).await?,
+            self.read_row(gpu, v, at, width).await?,
+        ))
+    }
+
+    async fn read_row(
+        &self,
+        gpu: &Gpu,
+        b: &wgpu::Buffer,
+        at: usize,
+        width: usize,
+    ) -> Result<Vec<f32>, GpuError> {
+        Ok(match self.dtype {
+            KvDtype::F32 => super::read_elements::<f32>(gpu, b, at, width).await?,
+            KvDtype::F16 => {
+                // Halves two to a word: the row is whole words when its width is even.
+                let words = super::read_elements::<u32>(gpu, b, at / 2, width / 2).await?;
+                words
+                    .iter()
+                    .flat_map(|w| [*w as u16, (*w >> 16) as u16])
+                    .map(|h| half::f16::from_bits(h).to_f32())
+                    .collect()
+            }
+        })
+    }
+
     /// GPU bytes held by all layers.
     pub fn bytes(&self) -> u64 {
         self.layers.iter().map(|(k, v)| k.size() + v.size()).sum()

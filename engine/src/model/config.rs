@@ -6,7 +6,7 @@ use crate::gguf::{Array, GgufError, Header};
 
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ConfigError {
-    #[error("unsupported architecture {0:?} (supported: qwen2, llama)")]
+    #[error("unsupported architecture {0:?} (supported: {names})", names = Architecture::names())]
     UnsupportedArchitecture(String),
 
     #[error(transparent)]
@@ -33,6 +33,10 @@ pub enum ConfigError {
     },
 }
 
+/// The model families the engine runs: their home. Everything that differs between them is
+/// a method here (one exhaustive match each), so adding a family that shares the decoder's
+/// math (mistral is llama's) is one variant and its rows below; one whose math differs
+/// (qwen3's q/k norms) also needs its tensors in `model::weights` and a block variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Qwen2,
@@ -40,11 +44,60 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    pub const ALL: &'static [Architecture] = &[Self::Qwen2, Self::Llama];
+
+    /// The GGUF `general.architecture` value and metadata key prefix.
     pub fn name(self) -> &'static str {
         match self {
-            Architecture::Qwen2 => "qwen2",
-            Architecture::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Llama => "llama",
         }
+    }
+
+    /// The Hugging Face `architectures[0]` classes `m1 quantize` converts from.
+    pub fn hf_classes(self) -> &'static [&'static str] {
+        match self {
+            Self::Qwen2 => &["Qwen2ForCausalLM"],
+            Self::Llama => &["LlamaForCausalLM"],
+        }
+    }
+
+    /// How rotary embeddings pair dimensions in the GGUF (llama.cpp's `llama_rope_type`).
+    pub fn rope_type(self) -> RopeType {
+        match self {
+            Self::Qwen2 => RopeType::Neox,
+            Self::Llama => RopeType::Normal,
+        }
+    }
+
+    /// Whether every block has q/k/v biases: qwen2 always (llama.cpp loads them as required);
+    /// llama only where the file has them.
+    pub fn requires_qkv_bias(self) -> bool {
+        match self {
+            Self::Qwen2 => true,
+            Self::Llama => false,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// The family of a config.json: its first `architectures` class, else its `model_type`.
+    pub fn from_hf(class: Option<&str>, model_type: Option<&str>) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| match class {
+            Some(c) => a.hf_classes().contains(&c),
+            None => model_type == Some(a.name()),
+        })
+    }
+
+    /// "qwen2, llama": for messages.
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -120,11 +173,8 @@ impl ModelConfig {
     pub fn from_header(header: &Header) -> Result<Self, ConfigError> {
         let md = &header.metadata;
         let arch_name = md.get_str("general.architecture")?;
-        let architecture = match arch_name {
-            "qwen2" => Architecture::Qwen2,
-            "llama" => Architecture::Llama,
-            other => return Err(ConfigError::UnsupportedArchitecture(other.to_string())),
-        };
+        let architecture = Architecture::from_name(arch_name)
+            .ok_or_else(|| ConfigError::UnsupportedArchitecture(arch_name.to_string()))?;
         let key = |k: &str| format!("{arch_name}.{k}");
 
         let k = key("block_count");
@@ -203,10 +253,6 @@ impl ModelConfig {
             }
         };
 
-        let rope_type = match architecture {
-            Architecture::Qwen2 => RopeType::Neox,
-            Architecture::Llama => RopeType::Normal,
-        };
         Ok(Self {
             architecture,
             n_layer,
@@ -217,14 +263,13 @@ impl ModelConfig {
             head_dim,
             n_rot,
             rope_theta,
-            rope_type,
+            rope_type: architecture.rope_type(),
             rms_eps,
             context_length,
             vocab_size,
-            tied_output: header.tensor("output.weight").is_none(),
-            // qwen2 always has q/k/v biases (llama.cpp loads them as required); for llama
-            // they are optional and all layers follow layer 0.
-            qkv_bias: architecture == Architecture::Qwen2
+            tied_output: header.tensor(super::OUTPUT.1).is_none(),
+            // Where biases are optional, all layers follow layer 0.
+            qkv_bias: architecture.requires_qkv_bias()
                 || header.tensor("blk.0.attn_q.bias").is_some(),
         })
     }

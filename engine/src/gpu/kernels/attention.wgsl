@@ -5,34 +5,9 @@
 // (key chunk, kv head, query) a workgroup that walks its chunk in tiles of AWG keys with an
 // online softmax, so workgroup memory stays fixed whatever the context length, and long contexts at
 // T = 1 still spread over many workgroups (split-K, as in flash decoding). attn_combine merges
-// the chunks' (max, sum, weighted values) into the output.
-
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos: u32,
-    t: u32,
-    chunk: u32,     // keys per chunk, a multiple of AWG
-    n_chunks: u32,
-    scale: f32,     // 1 / sqrt(head_dim)
-    groups_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KC: array<kv_t>;
-@group(0) @binding(2) var<storage, read> VC: array<kv_t>;
-@group(0) @binding(3) var<storage, read_write> PART: array<f32>;
-@group(0) @binding(4) var<uniform> P: Params;
-@group(0) @binding(5) var<storage, read> PART_IN: array<f32>;
-@group(0) @binding(6) var<storage, read_write> OUT: array<f32>;
-@group(0) @binding(7) var<storage, read> K_NEW: array<f32>;
-@group(0) @binding(8) var<storage, read> V_NEW: array<f32>;
-@group(0) @binding(9) var<storage, read_write> K_DST: array<kv_t>;
-@group(0) @binding(10) var<storage, read_write> V_DST: array<kv_t>;
+// the chunks' (max, sum, weighted values) into the output. A chunk past a query's keys (a
+// grid sized for the whole context, as a prepared decode step has) writes an empty partial
+// (max NEG, sum 0), which the merge weighs as nothing.
 
 const AWG: u32 = 64u;
 const MAX_HD: u32 = 256u;
@@ -49,7 +24,7 @@ fn kv_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let i = flat_group(wid, P.groups_x) * 256u + lid;
     let row = P.n_kv_heads * P.head_dim;
     if (i < P.t * row) {
-        let dst = P.pos * row + i;
+        let dst = (P.pos + S.pos) * row + i;
         K_DST[dst] = kv_t(K_NEW[i]);
         V_DST[dst] = kv_t(V_NEW[i]);
     }
@@ -80,7 +55,7 @@ fn attn_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let head_off = kvh * hd;
     let start = c * P.chunk;
     // Causal: query tq sits at position pos + tq and sees keys 0..=pos + tq.
-    let end = min(start + P.chunk, P.pos + tq + 1u);
+    let end = min(start + P.chunk, P.pos + S.pos + tq + 1u);
     var m: array<f32, MAX_G>;
     var l: array<f32, MAX_G>;
     var acc: array<f32, MAX_G * DPT>;

@@ -2,22 +2,6 @@
 // per token; a table split by rows is read one part per dispatch, each writing only the tokens
 // whose row it holds.
 
-struct Params {
-    dim: u32,
-    rows: u32,
-    row_base: u32,
-    row_bytes: u32,
-    t: u32,
-    groups_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> W: array<u32>;
-@group(0) @binding(1) var<storage, read> IDS: array<u32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(3) var<uniform> P: Params;
-
 const PARTS: u32 = QK / 16u;
 
 @compute @workgroup_size(64)

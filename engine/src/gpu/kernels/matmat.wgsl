@@ -1,26 +1,11 @@
 // Y[t, row] = dot(W[row, :], X[t, :]) (+ bias[row]) for a batch of tokens: the prefill path.
 // Composed after a quant file. Header constants: WG threads, TN rows and TM tokens per tile.
+// Rows are read from P.w_row on in the bound part, bias from P.b_row, and stored from P.y_row
+// (so a dispatch can cover a row range of a fused weight, e.g. the k rows of [q; k; v]).
 // Each K step dequantizes TN rows x 32 elements once into workgroup memory and reuses them for
 // all TM tokens, instead of re-decoding the weights per token. Each thread accumulates an
 // RT x CT register tile (rows strided by RG, tokens by TG), so one workgroup-memory read feeds
 // several multiply-adds.
-
-struct Params {
-    k: u32,
-    rows: u32,
-    row_base: u32,
-    n_out: u32,
-    row_bytes: u32,
-    has_bias: u32,
-    groups_x: u32,
-    t: u32,
-}
-
-@group(0) @binding(0) var<storage, read> W: array<u32>;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(4) var<uniform> P: Params;
 
 const PARTS: u32 = QK / 16u;
 const KS: u32 = 32u;       // K elements per step: two 16-element parts
@@ -50,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             // loop-local var on each iteration as WGSL requires (see attention.wgsl).
             var w: array<f32, 16>;
             if (row0 + r < P.rows && gp < n_gparts) {
-                w = dequant16((row0 + r) * P.row_bytes + (gp / PARTS) * BLOCK_BYTES, gp % PARTS);
+                w = dequant16((P.w_row + row0 + r) * P.row_bytes + (gp / PARTS) * BLOCK_BYTES, gp % PARTS);
             } else {
                 w = array<f32, 16>();
             }
@@ -85,15 +70,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = 0u; i < RT; i++) {
         let row = row0 + rg + i * RG;
         if (row < P.rows) {
-            let g = P.row_base + row;
             var b = 0.0;
             if (P.has_bias != 0u) {
-                b = BIAS[g];
+                b = BIAS[P.b_row + row];
             }
             for (var j = 0u; j < CT; j++) {
                 let tok = tok0 + tg + j * TG;
                 if (tok < P.t) {
-                    Y[tok * P.n_out + g] = acc[i * CT + j] + b;
+                    Y[tok * P.n_out + P.y_row + row] = acc[i * CT + j] + b;
                 }
             }
         }

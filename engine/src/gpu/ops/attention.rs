@@ -1,27 +1,29 @@
 //! KV cache writes and causal grouped-query attention.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{need, within, Bind, Ops};
+use super::{need, within, Bind, Ops, Recording};
 use crate::gpu::buffers::F32Buffer;
 use crate::gpu::kv::{KvCache, KvDtype};
-use crate::gpu::pipelines::{Kernel, PipelineKey};
+use crate::gpu::pipelines::{uniform, Kernel, PipelineKey};
 use crate::gpu::GpuError;
 
-/// Mirrors `Params` in attention.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct AttnParams {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos: u32,
-    t: u32,
-    chunk: u32,
-    n_chunks: u32,
-    scale: f32,
-    groups_x: u32,
-    _pad: [u32; 3],
+uniform! {
+    /// attention.wgsl's `Params`.
+    pub(crate) struct AttnParams {
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        pos: u32,
+        t: u32,
+        /// Keys per chunk, a multiple of AWG.
+        chunk: u32,
+        n_chunks: u32,
+        /// 1 / sqrt(head_dim).
+        scale: f32,
+        groups_x: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// attention.wgsl keeps q and the per-thread value sums for head_dim <= 256 (4 x 64 threads).
@@ -37,7 +39,7 @@ fn kv_key(kernel: Kernel, cache: &KvCache) -> PipelineKey {
     }
 }
 
-fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), GpuError> {
+pub(super) fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), GpuError> {
     within(
         "attention",
         "layer",
@@ -56,12 +58,29 @@ fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), Gpu
     Ok(())
 }
 
+/// The span's layer exists and, in a recording for fixed positions, its positions fit the
+/// cache (a live recording's position is only known when it is replayed; the model checks).
+fn check_target(
+    rec: &Recording,
+    cache: &KvCache,
+    layer: usize,
+    pos: u32,
+    t: u32,
+) -> Result<(), GpuError> {
+    if rec.fixed() {
+        check_span(cache, layer, pos, t)
+    } else {
+        cache.layer(layer).map(|_| ())
+    }
+}
+
 impl Ops {
-    /// Stores `k` and `v` (`[t, n_kv_heads, head_dim]`) at positions `pos..pos + t` of `layer`.
+    /// Stores `k` and `v` (`[t, n_kv_heads, head_dim]`) at positions `pos..pos + t` of `layer`
+    /// (plus the step's position in a live recording).
     #[allow(clippy::too_many_arguments)]
     pub fn kv_write(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         cache: &KvCache,
         layer: usize,
         k: &F32Buffer,
@@ -70,7 +89,7 @@ impl Ops {
         t: u32,
     ) -> Result<(), GpuError> {
         const OP: &str = "kv_write";
-        check_span(cache, layer, pos, t)?;
+        check_target(rec, cache, layer, pos, t)?;
         let n = t * cache.n_kv_heads() * cache.head_dim();
         need(OP, "k rows", n as usize, k.len())?;
         need(OP, "v rows", n as usize, v.len())?;
@@ -88,17 +107,17 @@ impl Ops {
             n_chunks: 0,
             scale: 0.0,
             groups_x: gx,
-            _pad: [0; 3],
+            ..Default::default()
         };
-        let (kc, vc) = &cache.layers[layer];
-        self.encode(
-            enc,
+        let (kc, vc) = cache.layer(layer)?;
+        self.push(
+            rec,
             kv_key(Kernel::KvWrite, cache),
             &[
-                Bind::whole(7, &k.buffer),
-                Bind::whole(8, &v.buffer),
-                Bind::whole(9, kc),
-                Bind::whole(10, vc),
+                Bind::whole(&k.buffer),
+                Bind::whole(&v.buffer),
+                Bind::whole(kc),
+                Bind::whole(vc),
             ],
             &params,
             [gx, gy, 1],
@@ -112,7 +131,7 @@ impl Ops {
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         q: &F32Buffer,
         cache: &KvCache,
         layer: usize,
@@ -122,7 +141,7 @@ impl Ops {
         t: u32,
     ) -> Result<(), GpuError> {
         const OP: &str = "attention";
-        check_span(cache, layer, pos, t)?;
+        check_target(rec, cache, layer, pos, t)?;
         let (hd, n_kv) = (cache.head_dim(), cache.n_kv_heads());
         within(OP, "head_dim", u64::from(hd), 1, u64::from(MAX_HEAD_DIM))?;
         if n_kv == 0 || !n_heads.is_multiple_of(n_kv) || n_heads == 0 {
@@ -142,8 +161,10 @@ impl Ops {
         let head_groups = n_kv * (n_heads / n_kv).div_ceil(MAX_GROUP);
         self.check_groups(OP, "heads", n_heads.max(head_groups))?;
         self.check_groups(OP, "tokens", t)?;
-        // Split the keys so short batches over long contexts still fill the GPU.
-        let keys = pos + t;
+        // Split the keys so short batches over long contexts still fill the GPU. A live
+        // recording runs at any position, so its grid covers the whole context; chunks past a
+        // query's keys come out empty.
+        let keys = if rec.fixed() { pos + t } else { cache.n_ctx() };
         let want = self
             .tuning
             .attn_target_groups
@@ -191,25 +212,25 @@ impl Ops {
             n_chunks,
             scale: 1.0 / (hd as f32).sqrt(),
             groups_x: 0,
-            _pad: [0; 3],
+            ..Default::default()
         };
-        let (kc, vc) = &cache.layers[layer];
-        self.encode(
-            enc,
+        let (kc, vc) = cache.layer(layer)?;
+        self.push(
+            rec,
             kv_key(Kernel::AttnPartial, cache),
             &[
-                Bind::whole(0, &q.buffer),
-                Bind::whole(1, kc),
-                Bind::whole(2, vc),
-                Bind::whole(3, &scratch),
+                Bind::whole(&q.buffer),
+                Bind::whole(kc),
+                Bind::whole(vc),
+                Bind::whole(&scratch),
             ],
             &params,
             [n_chunks, head_groups, t],
         );
-        self.encode(
-            enc,
+        self.push(
+            rec,
             kv_key(Kernel::AttnCombine, cache),
-            &[Bind::whole(5, &scratch), Bind::whole(6, &out.buffer)],
+            &[Bind::whole(&scratch), Bind::whole(&out.buffer)],
             &params,
             [n_heads, t, 1],
         );

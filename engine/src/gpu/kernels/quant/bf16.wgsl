@@ -1,6 +1,4 @@
 // BF16 weights in 16-element groups: a bf16 is the top half of an f32's bits.
-const QK: u32 = 16u;
-const BLOCK_BYTES: u32 = 32u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     var out: array<f32, 16>;

@@ -1,7 +1,12 @@
-// Byte loaders over the weight binding `W: array<u32>` (declared by the op file). Most ggml
+// Byte loaders over the weight binding `W: array<u32>` (declared by the generated header). Most ggml
 // blocks (18, 20, 22, 34, 210 bytes) are not 4-byte aligned, and neither are some row starts,
 // so blocks are read at byte offsets and reassembled with shifts. Reads may touch the word after
 // the last byte needed; parts are padded to 4 bytes so that word is inside the buffer.
+//
+// The quant-file contract: each quant/<type>.wgsl defines
+//   fn dequant16(base: u32, part: u32) -> array<f32, 16>
+// returning the `part`-th 16 elements of the block at byte offset `base`; the generated
+// header gives QK (elements per block) and BLOCK_BYTES from the type table.
 
 fn w_u8(off: u32) -> u32 {
     return (W[off >> 2u] >> ((off & 3u) * 8u)) & 0xFFu;

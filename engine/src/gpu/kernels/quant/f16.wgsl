@@ -1,7 +1,5 @@
 // F16 weights in 16-element groups; K is a multiple of 16, so groups are word aligned.
 // unpack2x16float decodes halves without the shader-f16 feature.
-const QK: u32 = 16u;
-const BLOCK_BYTES: u32 = 32u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     var out: array<f32, 16>;

@@ -1,7 +1,5 @@
 // F32 weights, decoded in 16-element groups so they share the quantized skeletons.
 // Rows are K * 4 bytes, so every group is word aligned.
-const QK: u32 = 16u;
-const BLOCK_BYTES: u32 = 64u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     var out: array<f32, 16>;

@@ -1,7 +1,5 @@
 // ggml block_q4_0 (18 bytes): f16 d, then 16 bytes whose low nibbles are elements 0..16 and
 // high nibbles elements 16..32; x = (q - 8) * d.
-const QK: u32 = 32u;
-const BLOCK_BYTES: u32 = 18u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);

@@ -1,7 +1,5 @@
 // ggml block_q4_1 (20 bytes): f16 d, f16 m, 16 bytes of nibbles (low: 0..16, high: 16..32);
 // x = q * d + m.
-const QK: u32 = 32u;
-const BLOCK_BYTES: u32 = 20u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);

@@ -1,8 +1,6 @@
 // ggml block_q4_K (144 bytes): f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 128
 // bytes of nibbles. Each 64 elements use 32 bytes: low nibbles with pair 2c, high nibbles with
 // pair 2c + 1; x = d * scale * q - dmin * min.
-const QK: u32 = 256u;
-const BLOCK_BYTES: u32 = 144u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);

@@ -1,7 +1,5 @@
 // ggml block_q5_0 (22 bytes): f16 d, u32 qh (bit e is the fifth bit of element e), 16 bytes of
 // nibbles (low: 0..16, high: 16..32); x = (q - 16) * d.
-const QK: u32 = 32u;
-const BLOCK_BYTES: u32 = 22u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);

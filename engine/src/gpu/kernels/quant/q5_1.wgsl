@@ -1,7 +1,5 @@
 // ggml block_q5_1 (24 bytes): f16 d, f16 m, u32 qh (fifth bits), 16 bytes of nibbles;
 // x = q * d + m.
-const QK: u32 = 32u;
-const BLOCK_BYTES: u32 = 24u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);

@@ -1,8 +1,6 @@
 // ggml block_q5_K (176 bytes): f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs, 32 bytes
 // qh, 128 bytes of nibbles. Laid out like Q4_K; element l of 64-chunk c takes its fifth bit
 // from qh[l] bit 2c (low nibbles) or 2c + 1 (high nibbles).
-const QK: u32 = 256u;
-const BLOCK_BYTES: u32 = 176u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);

@@ -2,8 +2,6 @@
 // 8-bit scales, f16 d. Per 128-element half h and 32-element group g: element l reads
 // ql[64h + 32(g & 1) + l] (nibble g >> 1), qh[32h + l] bits 2g.., scale[8h + l / 16 + 2g];
 // x = d * scale * (q - 32).
-const QK: u32 = 256u;
-const BLOCK_BYTES: u32 = 210u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let h = part >> 3u;

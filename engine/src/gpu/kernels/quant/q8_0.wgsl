@@ -1,6 +1,4 @@
 // ggml block_q8_0 (34 bytes): f16 d, 32 signed bytes; x = q * d.
-const QK: u32 = 32u;
-const BLOCK_BYTES: u32 = 34u;
 
 fn dequant16(base: u32, part: u32) -> array<f32, 16> {
     let d = w_f16(base);
