@@ -525,9 +525,16 @@ struct Timestamps {
 #[derive(Debug)]
 pub struct ReadbackRing {
     slots: Vec<wgpu::Buffer>,
+    /// Natively, where each slot's map callback leaves its result: made once, so reading an
+    /// id allocates nothing of ours.
+    #[cfg(not(target_arch = "wasm32"))]
+    mapped: Vec<MapResult>,
     next: usize,
     timestamps: Option<Timestamps>,
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+type MapResult = std::sync::Arc<std::sync::Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
 
 /// Bytes of one slot: the id at 0, the pass's two u64 timestamps at 8.
 const SLOT_BYTES: u64 = 24;
@@ -565,6 +572,8 @@ impl ReadbackRing {
         });
         Self {
             slots,
+            #[cfg(not(target_arch = "wasm32"))]
+            mapped: (0..Self::SLOTS).map(|_| MapResult::default()).collect(),
             next: 0,
             timestamps,
         }
@@ -605,11 +614,75 @@ impl ReadbackRing {
 
     /// The id of a ticket's step, once it has run.
     pub async fn read(&self, gpu: &Gpu, ticket: Ticket) -> Result<u32, GpuError> {
+        let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.read_now(gpu, ticket, word)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            map_with(
+                gpu,
+                &self.slots[ticket.slot],
+                0..4,
+                Some(ticket.index),
+                word,
+            )
+            .await
+        }
+    }
+
+    /// Natively: waits for the ticket's submission and maps its slot, with the slot's own
+    /// result cell instead of a channel.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_now<R>(
+        &self,
+        gpu: &Gpu,
+        ticket: Ticket,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, GpuError> {
         let staging = &self.slots[ticket.slot];
-        map_with(gpu, staging, 0..4, Some(ticket.index), |b| {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        })
-        .await
+        let cell = &self.mapped[ticket.slot];
+        let done = cell.clone();
+        let slice = staging.slice(0..4);
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            if let Ok(mut d) = done.lock() {
+                *d = Some(r);
+            }
+        });
+        let wait = |index| {
+            gpu.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: index,
+                    timeout: None,
+                })
+                .map_err(|e| GpuError::Readback(e.to_string()))
+        };
+        wait(Some(ticket.index))?;
+        let mut result = cell.lock().ok().and_then(|mut d| d.take());
+        if result.is_none() {
+            // The callback runs once the device has processed the map; wait for all work.
+            wait(None)?;
+            result = cell.lock().ok().and_then(|mut d| d.take());
+        }
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(GpuError::Readback(e.to_string())),
+            None => {
+                return Err(GpuError::Readback(
+                    "the map callback never ran (device lost?)".to_string(),
+                ))
+            }
+        }
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            f(&view)
+        };
+        staging.unmap();
+        gpu.take_error()?;
+        Ok(out)
     }
 
     /// The GPU time of a ticket's step in milliseconds, when measured; read after

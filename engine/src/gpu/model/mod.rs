@@ -366,24 +366,28 @@ impl GpuModel {
         self.stats
     }
 
-    /// Dispatches of one greedy decode step (embedding, decoder, LM head, sampler).
-    pub fn decode_dispatches(&self) -> usize {
+    /// What one greedy decode step of a sampled id replays, in order (embedding, decoder,
+    /// LM head, sampler), all prepared at load: for benchmarks and the allocation test.
+    pub fn decode_step(&self) -> Result<[&crate::gpu::Recording; 4], GpuError> {
         let greedy = SamplingKey::of(&Sampling::GREEDY);
-        [
-            Part::Embed {
+        Ok([
+            self.plan.get(Part::Embed {
                 t: 1,
                 sampled: true,
-            },
-            Part::Body { t: 1 },
-            Part::Head { t: 1 },
-            Part::Sample {
+            })?,
+            self.plan.get(Part::Body { t: 1 })?,
+            self.plan.get(Part::Head { t: 1 })?,
+            self.plan.get(Part::Sample {
                 sampling: greedy,
                 ahead: 1,
-            },
-        ]
-        .iter()
-        .map(|&p| self.plan.get(p).map_or(0, |r| r.len()))
-        .sum()
+            })?,
+        ])
+    }
+
+    /// Dispatches of one greedy decode step.
+    pub fn decode_dispatches(&self) -> usize {
+        self.decode_step()
+            .map_or(0, |parts| parts.iter().map(|r| r.len()).sum())
     }
 
     /// Forgets every position. The cache is not cleared: attention only reads positions
