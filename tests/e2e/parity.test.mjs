@@ -1,7 +1,7 @@
 // The engine in the page equals the engine on the command line: the worker loads SmolLM2
 // from the served folder, answers on WebGPU (SwiftShader here, forced with ?gpu=1) with the
 // same question, budget and "Wait" count as the native `m1 ask` run recorded in
-// engine/tests/fixtures/browser_parity.json (which engine/tests/cli.rs checks against a
+// cli/tests/fixtures/browser_parity.json (which cli/tests/cli.rs checks against a
 // fresh native GPU run), and must show the same reasoning, answer and chosen option.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { launch, BASE, screenshot } from './harness.mjs';
 
 const FIXTURE = JSON.parse(readFileSync(
-  new URL('../../engine/tests/fixtures/browser_parity.json', import.meta.url), 'utf8'));
+  new URL('../../cli/tests/fixtures/browser_parity.json', import.meta.url), 'utf8'));
 
 // SwiftShader: ~1 minute to prefill the 91-token prompt, a few seconds per token.
 const RUN_TIMEOUT = 420_000;

@@ -21,9 +21,10 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
+use m1_engine::gguf::{Array, Value};
+
 use super::hf::{read_json, read_optional_json};
 use super::QuantizeError;
-use crate::gguf::{Array, Value};
 
 /// The Qwen2 split regex as Qwen's tokenizer.json writes it (llama.cpp's `qwen2`).
 const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

@@ -5,6 +5,9 @@
 //! `<workspace>/.cache/models`) and skip with a printed reason when it is absent. Answers
 //! are kept to a few tokens: the CPU model decodes tens of tokens per second at best.
 
+// Runs the native binary and reads and writes files: native only.
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,6 +15,7 @@ use std::process::{Command, Output};
 use m1_engine::reason::{m1_prompt, Question};
 use serde_json::Value;
 
+#[path = "../../engine/tests/common/mod.rs"]
 mod common;
 use common::{ids, test_model, QWEN, SMOLLM};
 
@@ -319,8 +323,8 @@ fn info_describes_qwen_0_5b() {
 
 /// llama.cpp's record for one prompt of the fixture, if the fixture exists.
 fn reference(prompt: &str) -> Option<Value> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_reference.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/fixtures/llama_cpp_reference.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
         eprintln!(
             "note: {} absent; llama.cpp comparison skipped",
@@ -826,7 +830,6 @@ fn too_little_gpu_memory_names_the_tensor_and_the_sizes() {
 /// A tensor type the GPU has no kernel for is named, and the CLI points to `--cpu`, which
 /// then runs the same file.
 #[test]
-#[cfg(not(target_arch = "wasm32"))]
 fn a_tensor_type_without_a_gpu_kernel_points_to_cpu() {
     use m1_engine::gguf::GgmlType;
     let Some(bytes) = common::retyped_smollm2("blk.3.ffn_down.weight", GgmlType::Q2K) else {

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use m1_cli::quantize::QuantizeError;
 use m1_engine::backend::EngineError;
 use m1_engine::cpu::CpuError;
 use m1_engine::gguf::GgufError;
 use m1_engine::gpu::GpuModelError;
 use m1_engine::model::ConfigError;
-use m1_engine::quantize::QuantizeError;
 use m1_engine::reason::ReasonError;
 use m1_engine::tokenizer::TokenizerError;
 use thiserror::Error;

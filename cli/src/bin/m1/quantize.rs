@@ -1,8 +1,8 @@
-//! `m1 quantize`: a Hugging Face model folder to a GGUF file (see m1_engine::quantize).
+//! `m1 quantize`: a Hugging Face model folder to a GGUF file (see m1_cli::quantize).
 
 use std::io::Write;
 
-use m1_engine::quantize::{self, Options, Progress};
+use m1_cli::quantize::{self, Options, Progress};
 
 use super::args::QuantizeArgs;
 use super::error::CliError;
