@@ -12,3 +12,4 @@ pub mod model;
 pub mod quantize;
 pub mod reason;
 pub mod tokenizer;
+pub mod units;

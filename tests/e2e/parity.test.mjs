@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, BASE, screenshot } from './harness.mjs';
+import { launch, BASE, SIZE_TEXT, bytesOf, screenshot } from './harness.mjs';
 
 const FIXTURE = JSON.parse(readFileSync(
   new URL('../../cli/tests/fixtures/browser_parity.json', import.meta.url), 'utf8'));
@@ -54,12 +54,12 @@ test('WebGPU in the page gives the native run\'s reasoning, answer and choice', 
       const list = await (await fetch('models/index.json')).json();
       return list.find((m) => m.file === file).size / 1e6;
     }, FIXTURE.model);
-    const weightsMb = parseFloat(loaded.match(/on the GPU: ([\d.]+) MB of weights/)?.[1]);
+    const weightsMb = bytesOf(loaded.match(new RegExp(`on the GPU: (${SIZE_TEXT}) of weights`))?.[1]) / 1e6;
     console.log(`weights on the GPU: ${weightsMb} MB for a ${fileMb.toFixed(1)} MB file`);
     assert.ok(weightsMb >= 0.9 * fileMb && weightsMb <= 1.02 * fileMb, loaded);
     // The weights stream through the worker in bounded chunks: the load grows its memory by
     // the tokenizer and little more, never by the file (64 MiB is the engine's bound).
-    const added = parseFloat(loaded.match(/this load added ([\d.]+) MB/)?.[1]);
+    const added = bytesOf(loaded.match(new RegExp(`this load added (${SIZE_TEXT})`))?.[1]) / 1e6;
     console.log(`worker memory added by the load: ${added} MB`);
     assert.ok(added < 67.1, loaded);
     await b.page.locator('select').first().selectOption(String(FIXTURE.sample));

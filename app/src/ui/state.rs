@@ -277,11 +277,3 @@ pub fn now_ms() -> f64 {
         .map(|p| p.now())
         .unwrap_or_else(js_sys::Date::now)
 }
-
-pub fn fmt_bytes(b: u64) -> String {
-    if b >= 1_000_000_000 {
-        format!("{:.2} GB", b as f64 / 1e9)
-    } else {
-        format!("{:.0} MB", b as f64 / 1e6)
-    }
-}

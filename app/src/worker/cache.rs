@@ -5,6 +5,7 @@
 //! downloads still under way or broken off (with their URL and the byte ranges stored), so
 //! a download resumes even after the page was closed. A partial copy is never loaded.
 
+use m1_engine::units::fmt_bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
@@ -195,14 +196,13 @@ impl CacheWriter {
         let (usage, quota) = estimate().await;
         if let (Some(u), Some(q)) = (usage, quota) {
             if q.saturating_sub(u) < size {
-                let mb = |b: u64| format!("{:.0} MB", b as f64 / 1e6);
                 return Err(CacheError::Quota(format!(
                     "This model won't fit: it needs {} but this site may store only {} more \
                      (quota {}, {} used). Free disk space or delete cached models, then load it again.",
-                    mb(size),
-                    mb(q.saturating_sub(u)),
-                    mb(q),
-                    mb(u)
+                    fmt_bytes(size),
+                    fmt_bytes(q.saturating_sub(u)),
+                    fmt_bytes(q),
+                    fmt_bytes(u)
                 )));
             }
         }

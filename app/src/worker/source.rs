@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use m1_engine::gguf::{ByteSource, GgufError};
+use m1_engine::units::fmt_bytes;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, Headers, Request, RequestInit, Response};
 
@@ -145,8 +146,8 @@ impl HttpSource {
                             let message = format!(
                                 "This model won't fit in this site's storage: saving it failed at {} of {} ({e}). \
                                  Free disk space or delete cached models, then load it again.",
-                                fmt_mb(offset),
-                                fmt_mb(self.size)
+                                fmt_bytes(offset),
+                                fmt_bytes(self.size)
                             );
                             self.failure = Some(Failure::Cache(message.clone()));
                             return Err(message);
@@ -164,8 +165,8 @@ impl HttpSource {
         let message = format!(
             "The download stopped: the network failed at {} of {} after {RETRIES} tries ({last}). \
              Retry resumes from there.",
-            fmt_mb(offset),
-            fmt_mb(self.size)
+            fmt_bytes(offset),
+            fmt_bytes(self.size)
         );
         self.failure = Some(Failure::Network(message.clone()));
         Err(message)
@@ -190,10 +191,6 @@ fn begin_read(
         return Err(io("cancelled".into()));
     }
     Ok(io)
-}
-
-fn fmt_mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 impl ByteSource for HttpSource {

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use m1_engine::backend::{Backend, EngineError, Sampling};
 use m1_engine::reason::{TextCodec, QWEN_SYSTEM_PROMPT};
+use m1_engine::units::fmt_bytes;
 use serde_json::json;
 
 use super::args::BenchArgs;
@@ -97,14 +98,14 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         writeln!(out, "{line}")
     } else {
         let rss = match peak_rss {
-            Some(bytes) => format!("{:.0} MB", bytes as f64 / 1e6),
+            Some(bytes) => fmt_bytes(bytes),
             None => "n/a (no /proc/self/status)".to_string(),
         };
         let device = match gpu_bytes {
             Some(bytes) => format!(
-                "{} ({:.0} MB of weights on the GPU)",
+                "{} ({} of weights on the GPU)",
                 loaded.backend.device_name(),
-                bytes as f64 / 1e6
+                fmt_bytes(bytes)
             ),
             None => loaded.backend.device_name(),
         };
@@ -112,14 +113,14 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
             out,
             "model       {}\n\
              device      {device}\n\
-             load        {:.2} s, {:.0} MB of weights at {load_rate:.0} MB/s\n\
+             load        {:.2} s, {} of weights at {load_rate:.0} MB/s\n\
              prefill     {n_prompt} tokens in {prefill_s:.2} s = {prefill_rate:.1} tok/s\n\
              first token {:.0} ms after the prompt was handed over\n\
              decode      {n_gen} tokens in {decode_s:.2} s = {decode_rate:.1} tok/s\n\
              peak RSS    {rss}\n",
             loaded.describe(),
             loaded.load_s,
-            read_bytes as f64 / 1e6,
+            fmt_bytes(read_bytes),
             ttft_s * 1000.0,
         )
     };

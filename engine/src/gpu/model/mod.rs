@@ -17,6 +17,7 @@ use super::{
 };
 use crate::gguf::{ByteSource, GgufError, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
 use crate::model::{ConfigError, ModelConfig, RopeType, WeightSpec, WeightTable};
+use crate::units::fmt_bytes;
 
 /// Why a model cannot be put on the GPU.
 #[derive(Debug, Error)]
@@ -40,7 +41,8 @@ pub enum GpuModelError {
         "out of GPU memory allocating {what} ({}) with {} of the model's {} already on the GPU \
          ({} of weights and a {} KV cache for {context} positions); a shorter context or a \
          smaller quantization needs less ({message})",
-        mib(*bytes), mib(*placed), mib(*weights + *kv_cache), mib(*weights), mib(*kv_cache)
+        fmt_bytes(*bytes), fmt_bytes(*placed), fmt_bytes(*weights + *kv_cache), fmt_bytes(*weights),
+        fmt_bytes(*kv_cache)
     )]
     OutOfMemory {
         what: String,
@@ -63,10 +65,6 @@ pub enum GpuModelError {
         expected: u64,
         got: u64,
     },
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// What a load has placed on the GPU so far against what the whole model needs, so an
