@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use m1_engine::backend::LoadError;
 use m1_engine::gguf::Header;
 use m1_engine::model::ModelConfig;
 use m1_engine::reason::TextCodec;
@@ -37,8 +38,8 @@ pub fn run(args: &InfoArgs) -> Result<(), CliError> {
         write_text(&mut out, path, &header, &report)
     };
     written.map_err(CliError::Output)?;
-    config.map_err(|e| CliError::file(path, e))?;
-    tokenizer.map_err(|e| CliError::file(path, e))?;
+    config.map_err(|e| CliError::file(path, LoadError::from(e)))?;
+    tokenizer.map_err(|e| CliError::file(path, LoadError::from(e)))?;
     Ok(())
 }
 
