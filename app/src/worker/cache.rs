@@ -160,6 +160,17 @@ pub async fn delete(name: &str) -> Result<(), String> {
     }
 }
 
+/// Tells the UI what the cache holds and how much the origin may store.
+pub async fn post_list() {
+    let entries = list().await;
+    let (usage, quota) = estimate().await;
+    super::post(&crate::protocol::Event::Cache {
+        entries,
+        usage,
+        quota,
+    });
+}
+
 /// (usage, quota) of this origin, where the browser says.
 pub async fn estimate() -> (Option<u64>, Option<u64>) {
     let Ok(sm) = storage() else {

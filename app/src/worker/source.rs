@@ -240,7 +240,8 @@ async fn fetch_range(url: &str, offset: u64, len: u64) -> Result<Response, Strin
         .map_err(|_| "fetch returned no Response".to_string())
 }
 
-/// A `File` or OPFS file, read by slices: never whole into wasm memory.
+/// A `File` or OPFS file, read by slices: never whole into wasm memory. Its `control`
+/// cancels; the progress of a read from disk is the engine loader's (weights placed).
 pub struct BlobSource {
     blob: Blob,
     size: u64,
@@ -274,7 +275,6 @@ impl ByteSource for BlobSource {
             .map_err(|e| io(super::js::describe(&e)))?;
         let ab = await_promise(slice.array_buffer()).await.map_err(io)?;
         copy_exact(&ab, buf).map_err(io)?;
-        self.control.advance(offset + len, self.size);
         Ok(())
     }
 }
