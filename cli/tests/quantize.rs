@@ -683,7 +683,7 @@ fn disk_full_removes_the_partial_file() {
     assert!(partial_seen, "the output is written as .partial first");
     let msg = e.to_string();
     assert!(
-        msg.contains("disk full after 300000 of") && msg.contains("partial output was removed"),
+        msg.contains("disk full after 300 kB of") && msg.contains("partial output was removed"),
         "{msg}"
     );
     assert!(!e.is_bad_input());

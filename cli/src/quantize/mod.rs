@@ -26,6 +26,7 @@ pub use vocab::{read_vocab, GgufVocab};
 
 use m1_engine::gguf::{GgmlType, Layout, TensorSpec, Value, WriteError};
 use m1_engine::quantize::{map_name, rope_permutation, tensor_type, write_order, FileType, Mapped};
+use m1_engine::units::fmt_bytes;
 
 /// `general.quantization_version`: ggml's `GGML_QNT_VERSION`, the block layouts in use
 /// since 2023 (llama.cpp refuses files that claim another).
@@ -74,7 +75,10 @@ pub enum QuantizeError {
     Layout(WriteError),
     #[error("writing the output: {source}")]
     Output { source: io::Error },
-    #[error("{path}: disk full after {written} of {total} bytes; the partial output was removed", path = .path.display())]
+    #[error(
+        "{path}: disk full after {} of {}; the partial output was removed",
+        fmt_bytes(*written), fmt_bytes(*total), path = .path.display()
+    )]
     DiskFull {
         path: PathBuf,
         written: u64,
