@@ -33,12 +33,6 @@ pub enum Request {
         question: Question,
         settings: AskSettings,
     },
-    /// Plain chat (no forcing) for models that are not m1.
-    Chat {
-        question: Question,
-        max_tokens: u32,
-        sampling: Sampling,
-    },
     /// Stop the current answer; the worker finishes the token in flight and reports `done`.
     Stop {},
     /// List the models cached in OPFS and the storage quota.
@@ -82,7 +76,8 @@ pub enum Event {
     Started {},
     /// The worker is running and has chosen a device.
     Ready { device: DeviceInfo },
-    /// Load progress; `total` is the file size.
+    /// Load progress in bytes: of the file while downloading and verifying, of the weights
+    /// placed on the device while reading from the cache or a picked file.
     Progress { phase: Phase, done: u64, total: u64 },
     /// A model is loaded and ready for questions.
     Loaded { model: ModelInfo },
@@ -103,7 +98,8 @@ pub enum Event {
 pub enum Phase {
     /// Bytes arriving from the network (also written to the cache).
     Download,
-    /// Bytes read from the cache or a picked file into the engine.
+    /// Weights read from the cache or a picked file onto the device (the engine loader's
+    /// progress).
     Read,
     /// Checking the cached copy's size and sha256.
     Verify,
@@ -183,7 +179,7 @@ pub enum DeviceInfo {
 pub enum ErrorKind {
     /// A message the worker could not understand (a bug: UI and worker disagree).
     Protocol,
-    NoWebGpu,
+    /// The GPU device was lost (with the model, or while loading): load again on a new one.
     DeviceLost,
     OutOfMemory,
     /// Not a GGUF, truncated, corrupt, unsupported architecture or tensor type.

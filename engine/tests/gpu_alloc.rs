@@ -115,7 +115,7 @@ fn a_decode_step_allocates_only_what_wgpu_does() {
     type Cell = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
     let mapped: Cell = Arc::default();
     let bytes = [0u8; std::mem::size_of::<Step>()];
-    let mut bare = || {
+    let bare = || {
         queue.write_buffer(&uniform, 0, &bytes);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("step"),

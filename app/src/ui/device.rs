@@ -2,12 +2,9 @@
 //! models fit.
 
 use leptos::prelude::*;
+use m1_engine::units::fmt_bytes;
 
 use crate::protocol::DeviceInfo;
-
-fn mib(bytes: u64) -> String {
-    format!("{} MiB", bytes / (1024 * 1024))
-}
 
 #[component]
 pub fn DevicePanel(device: ReadSignal<Option<DeviceInfo>>) -> impl IntoView {
@@ -22,7 +19,7 @@ pub fn DevicePanel(device: ReadSignal<Option<DeviceInfo>>) -> impl IntoView {
                     {adapter.map(|a| view! {
                         <p class="muted">{format!(
                             "Passed-over adapter: {} · max storage binding {} · shader-f16 {}",
-                            a.name, mib(a.max_storage_buffer_binding_size), if a.shader_f16 { "yes" } else { "no" }
+                            a.name, fmt_bytes(a.max_storage_buffer_binding_size), if a.shader_f16 { "yes" } else { "no" }
                         )}</p>
                     })}
                 }
@@ -34,9 +31,9 @@ pub fn DevicePanel(device: ReadSignal<Option<DeviceInfo>>) -> impl IntoView {
                         <dt>"Type"</dt><dd>{adapter.device_type.clone()}</dd>
                         <dt>"Driver"</dt><dd>{adapter.driver.clone()}</dd>
                         <dt>"shader-f16"</dt><dd data-testid="adapter-f16">{if adapter.shader_f16 { "yes" } else { "no (f32 kernels)" }}</dd>
-                        <dt>"Max buffer"</dt><dd data-testid="adapter-max-buffer">{mib(adapter.max_buffer_size)}</dd>
-                        <dt>"Max storage binding"</dt><dd data-testid="adapter-max-binding">{mib(adapter.max_storage_buffer_binding_size)}</dd>
-                        <dt>"Workgroup storage"</dt><dd>{format!("{} KiB", adapter.max_compute_workgroup_storage_size / 1024)}</dd>
+                        <dt>"Max buffer"</dt><dd data-testid="adapter-max-buffer">{fmt_bytes(adapter.max_buffer_size)}</dd>
+                        <dt>"Max storage binding"</dt><dd data-testid="adapter-max-binding">{fmt_bytes(adapter.max_storage_buffer_binding_size)}</dd>
+                        <dt>"Workgroup storage"</dt><dd>{fmt_bytes(adapter.max_compute_workgroup_storage_size.into())}</dd>
                         <dt>"Invocations per workgroup"</dt><dd>{adapter.max_compute_invocations_per_workgroup}</dd>
                     </dl>
                 }

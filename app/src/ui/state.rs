@@ -1,7 +1,9 @@
 //! The page's state as signals, and the reducer that applies worker events to it.
 
 use leptos::prelude::*;
-use m1_engine::reason::{Event as ReasonEvent, StopReason, Summary};
+use m1_engine::reason::{
+    Event as ReasonEvent, StopReason, Summary, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS,
+};
 
 use crate::protocol::{CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase};
 use crate::remedy::reload_source;
@@ -74,8 +76,8 @@ impl AppState {
             running: RwSignal::new(false),
             pieces: RwSignal::new(Vec::new()),
             think_tokens: RwSignal::new(0),
-            budget: RwSignal::new(4096),
-            max_answer: RwSignal::new(1024),
+            budget: RwSignal::new(DEFAULT_BUDGET as u32),
+            max_answer: RwSignal::new(DEFAULT_MAX_ANSWER_TOKENS as u32),
             run_budget: RwSignal::new(None),
             answer_prefix: RwSignal::new(None),
             answer: RwSignal::new(String::new()),
@@ -276,12 +278,4 @@ pub fn now_ms() -> f64 {
         .and_then(|w| w.performance())
         .map(|p| p.now())
         .unwrap_or_else(js_sys::Date::now)
-}
-
-pub fn fmt_bytes(b: u64) -> String {
-    if b >= 1_000_000_000 {
-        format!("{:.2} GB", b as f64 / 1e9)
-    } else {
-        format!("{:.0} MB", b as f64 / 1e6)
-    }
 }

@@ -5,6 +5,7 @@
 //! downloads still under way or broken off (with their URL and the byte ranges stored), so
 //! a download resumes even after the page was closed. A partial copy is never loaded.
 
+use m1_engine::units::fmt_bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
@@ -159,6 +160,17 @@ pub async fn delete(name: &str) -> Result<(), String> {
     }
 }
 
+/// Tells the UI what the cache holds and how much the origin may store.
+pub async fn post_list() {
+    let entries = list().await;
+    let (usage, quota) = estimate().await;
+    super::post(&crate::protocol::Event::Cache {
+        entries,
+        usage,
+        quota,
+    });
+}
+
 /// (usage, quota) of this origin, where the browser says.
 pub async fn estimate() -> (Option<u64>, Option<u64>) {
     let Ok(sm) = storage() else {
@@ -195,14 +207,13 @@ impl CacheWriter {
         let (usage, quota) = estimate().await;
         if let (Some(u), Some(q)) = (usage, quota) {
             if q.saturating_sub(u) < size {
-                let mb = |b: u64| format!("{:.0} MB", b as f64 / 1e6);
                 return Err(CacheError::Quota(format!(
                     "This model won't fit: it needs {} but this site may store only {} more \
                      (quota {}, {} used). Free disk space or delete cached models, then load it again.",
-                    mb(size),
-                    mb(q.saturating_sub(u)),
-                    mb(q),
-                    mb(u)
+                    fmt_bytes(size),
+                    fmt_bytes(q.saturating_sub(u)),
+                    fmt_bytes(q),
+                    fmt_bytes(u)
                 )));
             }
         }

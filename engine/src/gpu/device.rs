@@ -43,7 +43,9 @@ pub struct GpuOptions {
     pub timestamps: bool,
 }
 
-/// A device and queue with the adapter's real limits.
+/// A device and queue with the adapter's real limits. A clone is the same device (its
+/// handles and error list are shared), so one opened device can serve several loads.
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,

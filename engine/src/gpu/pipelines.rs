@@ -40,6 +40,13 @@ macro_rules! uniform {
                 "}\n"
             );
             pub const NAME: &'static str = stringify!($name);
+
+            /// The bytes a uniform buffer takes (ops bind their params through `Ops::push`;
+            /// this is for the step uniform callers write themselves).
+            #[allow(dead_code)]
+            pub fn as_bytes(&self) -> &[u8] {
+                bytemuck::bytes_of(self)
+            }
         }
 
         const _: () = assert!(std::mem::size_of::<$name>() % 16 == 0);

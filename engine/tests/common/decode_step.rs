@@ -99,8 +99,7 @@ impl DecodeStep {
             pos: step,
             ..Step::default()
         };
-        gpu.queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&uniform));
+        gpu.queue.write_buffer(&self.step, 0, uniform.as_bytes());
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("step"),
             timestamp_writes: None,

@@ -21,6 +21,7 @@ use super::{
 use crate::gguf::{ByteSource, GgufError, Header, DEFAULT_CHUNK_BYTES};
 use crate::model::{ConfigError, ModelConfig, WeightTable};
 use crate::sampling::Sampling;
+use crate::units::fmt_bytes;
 use load::{Tally, Weights};
 use plan::{Model, Part, Plan, SamplingKey};
 
@@ -46,7 +47,8 @@ pub enum GpuModelError {
         "out of GPU memory allocating {what} ({}) with {} of the model's {} already on the GPU \
          ({} of weights and a {} KV cache for {context} positions); a shorter context or a \
          smaller quantization needs less ({message})",
-        mib(*bytes), mib(*placed), mib(*weights + *kv_cache), mib(*weights), mib(*kv_cache)
+        fmt_bytes(*bytes), fmt_bytes(*placed), fmt_bytes(*weights + *kv_cache), fmt_bytes(*weights),
+        fmt_bytes(*kv_cache)
     )]
     OutOfMemory {
         what: String,
@@ -69,10 +71,6 @@ pub enum GpuModelError {
         expected: u64,
         got: u64,
     },
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Options for [`GpuModel::load`].
@@ -519,10 +517,11 @@ impl GpuModel {
         queue.write_buffer(
             self.plan.step_buffer(),
             0,
-            bytemuck::bytes_of(&Step {
+            Step {
                 pos: step_pos,
                 ..Step::default()
-            }),
+            }
+            .as_bytes(),
         );
         let mut enc = self
             .gpu

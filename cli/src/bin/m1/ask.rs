@@ -45,8 +45,8 @@ pub fn run(args: &AskArgs) -> Result<(), CliError> {
                 },
             );
             let summary = ask_one(
-                &mut loaded.backend,
-                &loaded.tokenizer,
+                &mut loaded.model.backend,
+                &loaded.model.tokenizer,
                 &question,
                 &config,
                 &sampling,
@@ -141,8 +141,8 @@ fn run_batch(
             },
         );
         let s = ask_one(
-            &mut loaded.backend,
-            &loaded.tokenizer,
+            &mut loaded.model.backend,
+            &loaded.model.tokenizer,
             &record.question,
             config,
             sampling,

@@ -12,23 +12,20 @@
 //!   tokens), then config.json's `*_token_id`, then (ours) generation_config.json's;
 //! - add_bos/add_eos from the post-processor, else tokenizer_config.json's flags.
 //!
-//! The pre-tokenizer name is recognised from the tokenizer's split regex instead of
-//! llama.cpp's hash of a sample encoding: the regex is what decides how text splits, and
-//! an unknown one is refused rather than guessed.
+//! The pre-tokenizer name is recognised from the tokenizer's split by the engine's table
+//! ([`PRE_TOKENIZERS`](m1_engine::tokenizer::PRE_TOKENIZERS)); an unknown one is refused
+//! rather than guessed.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value as Json;
 
+use m1_engine::gguf::{Array, Value};
+use m1_engine::tokenizer::{HfSplit, PreTokenizer, PRE_TOKENIZERS};
+
 use super::hf::{read_json, read_optional_json};
 use super::QuantizeError;
-use crate::gguf::{Array, Value};
-
-/// The Qwen2 split regex as Qwen's tokenizer.json writes it (llama.cpp's `qwen2`).
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-/// Llama 3's (llama.cpp's `llama-bpe`): digits in runs of up to three.
-const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// llama.cpp `llama_token_type` values written in `tokenizer.ggml.token_type`.
 const NORMAL: i32 = 1;
@@ -132,17 +129,29 @@ fn pre_tokenizer_name(path: &Path, pre: &Json) -> Result<&'static str, QuantizeE
             _ => {}
         }
     }
-    match (regexes.as_slice(), byte_level_regex) {
-        ([r], false) if *r == QWEN2_REGEX => Ok("qwen2"),
-        ([r], false) if *r == LLAMA3_REGEX => Ok("llama-bpe"),
-        ([], true) if steps.len() == 1 => Ok("gpt-2"),
-        _ => Err(bad(
-            path,
-            format!(
-                "unrecognised pre-tokenizer {pre}: supported are Qwen2's and Llama 3's split \
-                 regex followed by ByteLevel, or GPT-2's ByteLevel"
-            ),
-        )),
+    let split = match (regexes.as_slice(), byte_level_regex) {
+        ([r], false) => Some(HfSplit::Regex(r)),
+        ([], true) if steps.len() == 1 => Some(HfSplit::ByteLevel),
+        _ => None,
+    };
+    match split.and_then(PreTokenizer::by_hf) {
+        Some(p) => Ok(p.name),
+        None => {
+            let known: Vec<String> = PRE_TOKENIZERS
+                .iter()
+                .filter_map(|p| match p.hf? {
+                    HfSplit::Regex(_) => Some(format!("{}'s Split regex then ByteLevel", p.name)),
+                    HfSplit::ByteLevel => Some(format!("{}'s ByteLevel alone", p.name)),
+                })
+                .collect();
+            Err(bad(
+                path,
+                format!(
+                    "unrecognised pre-tokenizer {pre}: supported are {}",
+                    known.join(", ")
+                ),
+            ))
+        }
     }
 }
 
@@ -395,11 +404,12 @@ mod tests {
                 {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
             ]})
         };
-        assert_eq!(pre_tokenizer_name(p, &seq(QWEN2_REGEX)).unwrap(), "qwen2");
-        assert_eq!(
-            pre_tokenizer_name(p, &seq(LLAMA3_REGEX)).unwrap(),
-            "llama-bpe"
-        );
+        for name in ["qwen2", "llama-bpe"] {
+            let Some(HfSplit::Regex(re)) = PreTokenizer::by_name(name).unwrap().hf else {
+                panic!("{name} has a Hugging Face split regex");
+            };
+            assert_eq!(pre_tokenizer_name(p, &seq(re)).unwrap(), name);
+        }
         let gpt2 =
             serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "use_regex": true});
         assert_eq!(pre_tokenizer_name(p, &gpt2).unwrap(), "gpt-2");

@@ -2,15 +2,13 @@
 //! to a quantized GGUF that our engine and llama.cpp both load.
 //!
 //! [`plan`] reads everything but the weights and fixes the whole output: metadata (what
-//! llama.cpp's convert_hf_to_gguf.py writes), tensor names ([`names`]), each tensor's type
-//! ([`recipe`]) and so every offset. [`quantize`] then writes the header and streams the
+//! llama.cpp's convert_hf_to_gguf.py writes), tensor names and each tensor's type (the
+//! engine's [`m1_engine::quantize`] rules) and so every offset. [`quantize`] then writes the header and streams the
 //! tensors through a bounded pipeline ([`pipeline`]) into `<output>.partial`, renamed into
 //! place only when complete; on any error the partial file is removed.
 
 mod hf;
-mod names;
 mod pipeline;
-mod recipe;
 mod safetensors;
 mod vocab;
 
@@ -22,13 +20,13 @@ use std::time::Instant;
 use thiserror::Error;
 
 pub use hf::{Arch, HfConfig};
-pub use names::{map_name, rope_permutation, Mapped};
-pub use pipeline::{encode, Progress, CHUNK_ELEMENTS};
-pub use recipe::{fallback, tensor_type, use_more_bits, FileType};
+pub use pipeline::{Progress, CHUNK_ELEMENTS};
 pub use safetensors::{Checkpoint, Dtype, SourceTensor};
 pub use vocab::{read_vocab, GgufVocab};
 
-use crate::gguf::{Layout, TensorSpec, Value, WriteError};
+use m1_engine::gguf::{GgmlType, Layout, TensorSpec, Value, WriteError};
+use m1_engine::quantize::{map_name, rope_permutation, tensor_type, write_order, FileType, Mapped};
+use m1_engine::units::fmt_bytes;
 
 /// `general.quantization_version`: ggml's `GGML_QNT_VERSION`, the block layouts in use
 /// since 2023 (llama.cpp refuses files that claim another).
@@ -77,7 +75,10 @@ pub enum QuantizeError {
     Layout(WriteError),
     #[error("writing the output: {source}")]
     Output { source: io::Error },
-    #[error("{path}: disk full after {written} of {total} bytes; the partial output was removed", path = .path.display())]
+    #[error(
+        "{path}: disk full after {} of {}; the partial output was removed",
+        fmt_bytes(*written), fmt_bytes(*total), path = .path.display()
+    )]
     DiskFull {
         path: PathBuf,
         written: u64,
@@ -239,7 +240,7 @@ pub fn plan(input: &Path, file_type: FileType) -> Result<Plan, QuantizeError> {
             arch: config.arch.gguf_name(),
         });
     }
-    tensors.sort_by_key(|t| names::write_order(&t.spec.name));
+    tensors.sort_by_key(|t| write_order(&t.spec.name));
 
     let metadata = metadata(&config, &vocab, file_type, &hf::model_name(input));
     let layout = Layout::new(&metadata, tensors.iter().map(|t| t.spec.clone()).collect())
@@ -309,7 +310,7 @@ pub struct Summary {
     pub tensors: usize,
     pub seconds: f64,
     /// (GGUF name, type) per tensor, in file order.
-    pub types: Vec<(String, crate::gguf::GgmlType)>,
+    pub types: Vec<(String, GgmlType)>,
 }
 
 /// `<output>.partial`: where the file is written until it is complete.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use m1_engine::backend::{Backend, EngineError, Sampling};
 use m1_engine::reason::{TextCodec, QWEN_SYSTEM_PROMPT};
+use m1_engine::units::fmt_bytes;
 use serde_json::json;
 
 use super::args::BenchArgs;
@@ -24,18 +25,21 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let n_prompt = usage("--prompt-tokens", args.prompt_tokens)?;
     let n_gen = usage("--gen-tokens", args.gen_tokens)?;
     let mut loaded = load::load(&args.model, args.json)?;
-    let read_bytes = loaded.tensor_bytes();
+    let read_bytes = loaded.model.weight_bytes;
     let load_rate = read_bytes as f64 / 1e6 / loaded.load_s.max(1e-9);
 
-    let unit = TextCodec::encode(&loaded.tokenizer, &format!("{QWEN_SYSTEM_PROMPT} {FILLER}"))
-        .map_err(|e| CliError::Usage(format!("cannot tokenize the benchmark prompt: {e}")))?;
+    let unit = TextCodec::encode(
+        &loaded.model.tokenizer,
+        &format!("{QWEN_SYSTEM_PROMPT} {FILLER}"),
+    )
+    .map_err(|e| CliError::Usage(format!("cannot tokenize the benchmark prompt: {e}")))?;
     if unit.is_empty() {
         return Err(CliError::Usage(
             "the benchmark prompt encodes to no tokens".into(),
         ));
     }
     let prompt: Vec<u32> = unit.iter().copied().cycle().take(n_prompt).collect();
-    let backend = &mut loaded.backend;
+    let backend = &mut loaded.model.backend;
     let context = backend.context_len();
     if n_prompt + n_gen > context {
         return Err(CliError::Engine(EngineError::ContextTooSmall {
@@ -73,14 +77,18 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let prefill_rate = n_prompt as f64 / prefill_s.max(1e-9);
     let decode_rate = n_gen as f64 / decode_s.max(1e-9);
     let peak_rss = peak_rss_bytes();
-    let gpu_bytes = loaded.backend.as_gpu().map(|b| b.model().weight_bytes());
+    let gpu_bytes = loaded
+        .model
+        .backend
+        .as_gpu()
+        .map(|b| b.model().weight_bytes());
 
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         let line = json!({
             "model": args.model.model.display().to_string(),
             "description": loaded.describe(),
-            "device": loaded.backend.device_name(),
+            "device": loaded.model.backend.device_name(),
             "load_s": loaded.load_s,
             "load_mb_per_s": load_rate,
             "weight_bytes": read_bytes,
@@ -97,29 +105,29 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         writeln!(out, "{line}")
     } else {
         let rss = match peak_rss {
-            Some(bytes) => format!("{:.0} MB", bytes as f64 / 1e6),
+            Some(bytes) => fmt_bytes(bytes),
             None => "n/a (no /proc/self/status)".to_string(),
         };
         let device = match gpu_bytes {
             Some(bytes) => format!(
-                "{} ({:.0} MB of weights on the GPU)",
-                loaded.backend.device_name(),
-                bytes as f64 / 1e6
+                "{} ({} of weights on the GPU)",
+                loaded.model.backend.device_name(),
+                fmt_bytes(bytes)
             ),
-            None => loaded.backend.device_name(),
+            None => loaded.model.backend.device_name(),
         };
         write!(
             out,
             "model       {}\n\
              device      {device}\n\
-             load        {:.2} s, {:.0} MB of weights at {load_rate:.0} MB/s\n\
+             load        {:.2} s, {} of weights at {load_rate:.0} MB/s\n\
              prefill     {n_prompt} tokens in {prefill_s:.2} s = {prefill_rate:.1} tok/s\n\
              first token {:.0} ms after the prompt was handed over\n\
              decode      {n_gen} tokens in {decode_s:.2} s = {decode_rate:.1} tok/s\n\
              peak RSS    {rss}\n",
             loaded.describe(),
             loaded.load_s,
-            read_bytes as f64 / 1e6,
+            fmt_bytes(read_bytes),
             ttft_s * 1000.0,
         )
     };

@@ -1,10 +1,10 @@
-//! `m1 quantize` end to end on tiny generated Hugging Face models (tests/common/tiny_hf.rs):
+//! `m1 quantize` end to end on tiny generated Hugging Face models (tests/tiny_hf/mod.rs):
 //! every output type loads in our engine and gives llama.cpp's greedy tokens (fixture by
 //! scripts/llama_quantize_reference.py), quantization error per tensor is reported and
 //! bounded, metadata and tokenizer round-trip, and bad inputs fail with named errors
 //! without leaving a partial file.
 
-// Reads and writes files: native only.
+// Runs the native binary and reads and writes files: native only.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::BTreeMap;
@@ -16,16 +16,17 @@ use std::sync::OnceLock;
 use candle_core::quantized::gguf_file;
 use candle_core::Device;
 use futures::executor::block_on;
+use m1_cli::quantize::{self, Options, QuantizeError};
 use m1_engine::cpu::{greedy, CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource, GgmlType, Header, Value};
-use m1_engine::quantize::{self, FileType, Options, QuantizeError};
+use m1_engine::quantize::{rope_permutation, FileType};
 use m1_engine::tokenizer::Tokenizer;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
+#[path = "../../engine/tests/common/mod.rs"]
 mod common;
 use common::ids;
-#[path = "common/tiny_hf.rs"]
 mod tiny_hf;
 use tiny_hf::{Tiny, LLAMA_TINY, QWEN_TINY};
 
@@ -96,7 +97,7 @@ fn fixture() -> Option<Json> {
     )
 }
 
-const REGENERATE: &str = "regenerate the fixture: cargo test -p m1-engine --test quantize; \
+const REGENERATE: &str = "regenerate the fixture: cargo test -p m1-cli --test quantize; \
                           .cache/llama-avx2/bin/python scripts/llama_quantize_reference.py";
 
 #[test]
@@ -256,7 +257,7 @@ fn rmse_report(path: &Path, tiny: &Tiny, llama: bool) -> Vec<(String, GgmlType, 
             _ => None,
         };
         if let Some(n_head) = perm_heads {
-            let perm = quantize::rope_permutation(shape[0], n_head);
+            let perm = rope_permutation(shape[0], n_head);
             let row = shape[1] as usize;
             want = perm
                 .iter()
@@ -682,7 +683,7 @@ fn disk_full_removes_the_partial_file() {
     assert!(partial_seen, "the output is written as .partial first");
     let msg = e.to_string();
     assert!(
-        msg.contains("disk full after 300000 of") && msg.contains("partial output was removed"),
+        msg.contains("disk full after 300 kB of") && msg.contains("partial output was removed"),
         "{msg}"
     );
     assert!(!e.is_bad_input());

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use m1_engine::backend::LoadError;
 use m1_engine::gguf::Header;
 use m1_engine::model::ModelConfig;
 use m1_engine::reason::TextCodec;
 use m1_engine::tokenizer::Tokenizer;
+use m1_engine::units::fmt_bytes;
 use serde_json::{json, Value};
 
 use super::args::InfoArgs;
@@ -36,8 +38,8 @@ pub fn run(args: &InfoArgs) -> Result<(), CliError> {
         write_text(&mut out, path, &header, &report)
     };
     written.map_err(CliError::Output)?;
-    config.map_err(|e| CliError::file(path, e))?;
-    tokenizer.map_err(|e| CliError::file(path, e))?;
+    config.map_err(|e| CliError::file(path, LoadError::from(e)))?;
+    tokenizer.map_err(|e| CliError::file(path, LoadError::from(e)))?;
     Ok(())
 }
 
@@ -163,10 +165,6 @@ fn report(header: &Header, config: Option<&ModelConfig>, tokenizer: Option<&Toke
     })
 }
 
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
 fn count(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000 => format!("{:.2} B", n as f64 / 1e9),
@@ -186,7 +184,7 @@ fn write_text(
         out,
         "file          {} ({}, GGUF v{})",
         path.display(),
-        mb(header.file_size),
+        fmt_bytes(header.file_size),
         header.version
     )?;
     writeln!(out, "name          {}", s(&r["name"]))?;
@@ -230,7 +228,7 @@ fn write_text(
         out,
         "tensors       {} tensors, {} of weights",
         r["tensors"],
-        mb(header.tensor_bytes())
+        fmt_bytes(header.tensor_bytes())
     )?;
     if let Some(types) = r["tensor_types"].as_array() {
         for t in types {
@@ -240,7 +238,7 @@ fn write_text(
                 s(&t["type"]),
                 t["tensors"],
                 if t["tensors"] == 1 { " " } else { "s" },
-                mb(t["bytes"].as_u64().unwrap_or(0))
+                fmt_bytes(t["bytes"].as_u64().unwrap_or(0))
             )?;
         }
     }

@@ -2,6 +2,10 @@
 //! subcommand lives in its own module; the model runs through `m1_engine::backend`, the
 //! same driver loop as the web worker.
 
+// Native only: empty on wasm32 (see Cargo.toml).
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
+
 mod args;
 mod ask;
 mod bench;
@@ -20,7 +24,7 @@ use clap::Parser;
 use args::{Cli, Command};
 use error::CliError;
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

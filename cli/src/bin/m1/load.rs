@@ -1,15 +1,13 @@
-//! Opening a model file: the header alone (`info`), or header, tokenizer and weights.
-//! Every failure here is the file's fault, so each maps to exit code 3.
+//! Opening a model file: the header alone (`info`), or the whole model through the engine's
+//! loader (`m1_engine::backend::load`). Every failure here is the file's fault (or too much
+//! for the device), so each maps to exit code 3.
 
 use std::path::Path;
 use std::time::Instant;
 
-use m1_engine::backend::{AnyBackend, Backend, CpuBackend, GpuBackend};
-use m1_engine::cpu::{CpuModel, CpuOptions};
+use m1_engine::backend::{self, AnyBackend, Backend, Device, LoadOptions};
 use m1_engine::gguf::{read_header, FileSource, Header};
-use m1_engine::gpu::{Gpu, GpuModel, GpuModelOptions, GpuOptions};
-use m1_engine::model::ModelConfig;
-use m1_engine::tokenizer::Tokenizer;
+use m1_engine::gpu::{Gpu, GpuOptions};
 
 use super::args::ModelArgs;
 use super::error::{CliError, FileProblem};
@@ -28,12 +26,10 @@ pub fn open(path: &Path) -> Result<(FileSource, Header), CliError> {
     Ok((source, header))
 }
 
-/// A model ready to run, with what it took to load it.
+/// A model ready to run, with its header and what it took to load it.
 pub struct Loaded {
     pub header: Header,
-    pub config: ModelConfig,
-    pub tokenizer: Tokenizer,
-    pub backend: AnyBackend,
+    pub model: backend::Loaded,
     pub load_s: f64,
 }
 
@@ -42,11 +38,6 @@ pub struct Loaded {
 pub const GPU_DEFAULT_CTX: usize = 8192;
 
 impl Loaded {
-    /// Bytes of weights read, for the load rate.
-    pub fn tensor_bytes(&self) -> u64 {
-        self.header.tensor_bytes()
-    }
-
     /// "qwen2, 24 layers, 494 M parameters, Q8_0".
     pub fn describe(&self) -> String {
         let name = self
@@ -59,8 +50,8 @@ impl Loaded {
             .unwrap_or_default();
         format!(
             "{name}{}, {} layers, {}",
-            self.config.architecture.name(),
-            self.config.n_layer,
+            self.model.config.architecture.name(),
+            self.model.config.n_layer,
             super::info::weight_types(&self.header),
         )
     }
@@ -72,49 +63,31 @@ pub fn load(args: &ModelArgs, quiet: bool) -> Result<Loaded, CliError> {
     let path = args.model.as_path();
     let start = Instant::now();
     let (source, header) = open(path)?;
-    // Shape and architecture checks and the tokenizer come first: they fail in
-    // milliseconds, before gigabytes of weights are read.
-    let config = ModelConfig::from_header(&header).map_err(|e| CliError::file(path, e))?;
-    let tokenizer =
-        Tokenizer::from_metadata(&header.metadata).map_err(|e| CliError::file(path, e))?;
+    // Architecture and tokenizer first: they fail in milliseconds, before a GPU is opened
+    // or gigabytes of weights are read.
+    let checked = backend::check(&header).map_err(|e| CliError::file(path, e))?;
     let ctx = args.ctx.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let gpu = if args.cpu {
-        None
+    let (device, context) = if args.cpu {
+        (Device::Cpu, ctx)
     } else {
         match pollster::block_on(Gpu::new(GpuOptions::default())) {
-            Ok(gpu) => Some(gpu),
+            Ok(gpu) => (Device::Gpu(gpu), Some(ctx.unwrap_or(GPU_DEFAULT_CTX))),
             Err(e) => {
                 // Said once the file is known to be usable, so it never precedes a file error.
                 eprintln!("m1: note: no usable GPU ({e}); running on the CPU (candle)");
-                None
+                (Device::Cpu, ctx)
             }
         }
     };
-    let backend = match gpu {
-        Some(gpu) => {
-            let options = GpuModelOptions {
-                context: Some(ctx.unwrap_or(GPU_DEFAULT_CTX)),
-                ..GpuModelOptions::default()
-            };
-            let model = pollster::block_on(GpuModel::load(gpu, &header, source, options))
-                .map_err(|e| CliError::file(path, e))?;
-            AnyBackend::gpu(GpuBackend::new(model))
-        }
-        None => {
-            let options = CpuOptions {
-                max_seq_len: ctx,
-                ..CpuOptions::default()
-            };
-            let model = pollster::block_on(CpuModel::load(&header, source, options))
-                .map_err(|e| CliError::file(path, e))?;
-            AnyBackend::Cpu(CpuBackend::new(model))
-        }
+    let options = LoadOptions {
+        context,
+        ..LoadOptions::default()
     };
+    let model = pollster::block_on(checked.load(&header, source, device, options, |_, _| {}))
+        .map_err(|e| CliError::file(path, e))?;
     let loaded = Loaded {
         header,
-        config,
-        tokenizer,
-        backend,
+        model,
         load_s: start.elapsed().as_secs_f64(),
     };
     if !quiet {
@@ -122,7 +95,7 @@ pub fn load(args: &ModelArgs, quiet: bool) -> Result<Loaded, CliError> {
             "m1: loaded {} in {:.1} s on {}",
             loaded.describe(),
             loaded.load_s,
-            match &loaded.backend {
+            match &loaded.model.backend {
                 AnyBackend::Cpu(_) => "the CPU".to_string(),
                 AnyBackend::Gpu(b) => b.device_name(),
             }

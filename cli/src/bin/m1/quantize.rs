@@ -1,8 +1,9 @@
-//! `m1 quantize`: a Hugging Face model folder to a GGUF file (see m1_engine::quantize).
+//! `m1 quantize`: a Hugging Face model folder to a GGUF file (see m1_cli::quantize).
 
 use std::io::Write;
 
-use m1_engine::quantize::{self, Options, Progress};
+use m1_cli::quantize::{self, Options, Progress};
+use m1_engine::units::fmt_bytes;
 
 use super::args::QuantizeArgs;
 use super::error::CliError;
@@ -46,12 +47,12 @@ pub fn run(args: &QuantizeArgs) -> Result<(), CliError> {
     let summary = quantize::quantize(&opts, &mut progress).map_err(CliError::Quantize)?;
     let gb = summary.source_bytes as f64 / 1e9;
     println!(
-        "{}: {} tensors, {:.2} GB ({}) from {:.2} GB of weights in {:.1} s ({:.1} s/GB)",
+        "{}: {} tensors, {} ({}) from {} of weights in {:.1} s ({:.1} s/GB)",
         summary.output.display(),
         summary.tensors,
-        summary.file_bytes as f64 / 1e9,
+        fmt_bytes(summary.file_bytes),
         args.file_type,
-        gb,
+        fmt_bytes(summary.source_bytes),
         summary.seconds,
         summary.seconds / gb.max(1e-9)
     );

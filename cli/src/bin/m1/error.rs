@@ -3,14 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use m1_engine::backend::EngineError;
-use m1_engine::cpu::CpuError;
+use m1_cli::quantize::QuantizeError;
+use m1_engine::backend::{EngineError, LoadError, LoadErrorKind};
 use m1_engine::gguf::GgufError;
-use m1_engine::gpu::GpuModelError;
-use m1_engine::model::ConfigError;
-use m1_engine::quantize::QuantizeError;
 use m1_engine::reason::ReasonError;
-use m1_engine::tokenizer::TokenizerError;
 use thiserror::Error;
 
 /// Why an input file cannot be used.
@@ -22,14 +18,8 @@ pub enum FileProblem {
     Directory,
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("tokenizer: {0}")]
-    Tokenizer(#[from] TokenizerError),
-    #[error("loading the weights: {0}")]
-    Load(#[from] CpuError),
-    #[error("loading the weights onto the GPU: {0}{remedy}", remedy = gpu_remedy(.0))]
-    GpuLoad(#[from] GpuModelError),
+    #[error("{0}{remedy}", remedy = remedy(.0))]
+    Load(#[from] LoadError),
     #[error("line {line}: {source}")]
     Record { line: usize, source: ReasonError },
     #[error("no questions in the file")]
@@ -37,12 +27,12 @@ pub enum FileProblem {
 }
 
 /// What the user can do about a model the GPU cannot hold or run.
-fn gpu_remedy(e: &GpuModelError) -> &'static str {
-    match e {
-        GpuModelError::UnsupportedType { .. } | GpuModelError::UnsupportedVectorType { .. } => {
+fn remedy(e: &LoadError) -> &'static str {
+    match (e, e.kind()) {
+        (LoadError::Gpu(_), LoadErrorKind::Unsupported) => {
             "\n  --cpu runs this model on the CPU, which reads every GGUF tensor type"
         }
-        GpuModelError::OutOfMemory { .. } => {
+        (LoadError::Gpu(_), LoadErrorKind::OutOfMemory) => {
             "\n  --ctx N with a smaller N shrinks the KV cache; --cpu runs on the CPU instead"
         }
         _ => "",

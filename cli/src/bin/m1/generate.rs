@@ -20,10 +20,10 @@ pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
     // rather than the file's Jinja template, which would need a template engine; ChatML
     // has no BOS.
     let tokens = if args.raw {
-        Tokenizer::encode(&mut loaded.tokenizer, &args.prompt, true)
+        Tokenizer::encode(&mut loaded.model.tokenizer, &args.prompt, true)
     } else {
         let system = args.system.as_deref().unwrap_or(QWEN_SYSTEM_PROMPT);
-        TextCodec::encode(&loaded.tokenizer, &chat_prompt(system, &args.prompt))
+        TextCodec::encode(&loaded.model.tokenizer, &chat_prompt(system, &args.prompt))
             .map_err(|e| TokenizerError::Encode(e.to_string()))
     }
     .map_err(|e| CliError::Usage(format!("the prompt cannot be tokenized: {e}")))?;
@@ -31,7 +31,7 @@ pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("the prompt is empty".to_string()));
     }
     let mut controller = Controller::chat(
-        &loaded.tokenizer,
+        &loaded.model.tokenizer,
         tokens,
         ChatConfig {
             max_tokens: args.max_tokens,
@@ -47,7 +47,7 @@ pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
     let start = Instant::now();
     let failed = Cell::new(false);
     let summary = pollster::block_on(run_controller(
-        &mut loaded.backend,
+        &mut loaded.model.backend,
         &mut controller,
         &sampling,
         || start.elapsed().as_secs_f64() * 1000.0,
