@@ -9,30 +9,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
+use m1_engine::model::Architecture;
+
 use super::QuantizeError;
-
-/// The decoder families the converter maps (both use the same GGUF tensor names; llama's
-/// q/k rows are permuted for llama.cpp's rotary layout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    Qwen2,
-    Llama,
-}
-
-impl Arch {
-    /// The `general.architecture` value and metadata key prefix.
-    pub fn gguf_name(self) -> &'static str {
-        match self {
-            Arch::Qwen2 => "qwen2",
-            Arch::Llama => "llama",
-        }
-    }
-}
 
 /// The hyperparameters of `config.json`, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HfConfig {
-    pub arch: Arch,
+    /// The family, from the engine's table (`model::Architecture`).
+    pub arch: Architecture,
     pub hidden_size: u64,
     pub intermediate_size: u64,
     pub num_layers: u64,
@@ -146,16 +131,13 @@ impl HfConfig {
             .map(|a| a.iter().filter_map(Json::as_str).collect())
             .unwrap_or_default();
         let model_type = json.get("model_type").and_then(Json::as_str);
-        let arch = match (architectures.first().copied(), model_type) {
-            (Some("Qwen2ForCausalLM"), _) | (None, Some("qwen2")) => Arch::Qwen2,
-            (Some("LlamaForCausalLM"), _) | (None, Some("llama")) => Arch::Llama,
-            (a, m) => {
-                return Err(QuantizeError::UnknownArchitecture {
-                    path: path.to_path_buf(),
-                    found: a.or(m).unwrap_or("(none given)").to_string(),
-                })
+        let class = architectures.first().copied();
+        let arch = Architecture::from_hf(class, model_type).ok_or_else(|| {
+            QuantizeError::UnknownArchitecture {
+                path: path.to_path_buf(),
+                found: class.or(model_type).unwrap_or("(none given)").to_string(),
             }
-        };
+        })?;
         let hidden_size = f.count("hidden_size")?;
         let num_heads = f.count("num_attention_heads")?;
         // Absent means multi-head attention (transformers' default).

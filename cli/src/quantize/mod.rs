@@ -19,12 +19,13 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-pub use hf::{Arch, HfConfig};
+pub use hf::HfConfig;
 pub use pipeline::{Progress, CHUNK_ELEMENTS};
 pub use safetensors::{Checkpoint, Dtype, SourceTensor};
 pub use vocab::{read_vocab, GgufVocab};
 
 use m1_engine::gguf::{GgmlType, Layout, TensorSpec, Value, WriteError};
+use m1_engine::model::{Architecture, ModelConfig, RopeType, WeightTable};
 use m1_engine::quantize::{map_name, rope_permutation, tensor_type, write_order, FileType, Mapped};
 use m1_engine::units::fmt_bytes;
 
@@ -49,7 +50,7 @@ pub enum QuantizeError {
         key: String,
         why: String,
     },
-    #[error("{path}: unknown architecture {found:?} (supported: Qwen2ForCausalLM, LlamaForCausalLM)", path = .path.display())]
+    #[error("{path}: unknown architecture {found:?} (supported: {classes})", path = .path.display(), classes = hf_classes())]
     UnknownArchitecture { path: PathBuf, found: String },
     #[error("{dir}: no safetensors weights (expected model.safetensors or model.safetensors.index.json with its shards)", dir = .dir.display())]
     NoShards { dir: PathBuf },
@@ -132,37 +133,47 @@ impl Plan {
     }
 }
 
-/// The shapes config.json implies, PyTorch order, by GGUF name.
+/// The shapes config.json implies, PyTorch order, by GGUF name, and whether each is
+/// required: the engine's tensor table for a config of these sizes, listing the q/k/v
+/// biases, which only families that require them must have.
 fn expected_shapes(c: &HfConfig, with_output: bool) -> Vec<(String, Vec<u64>, bool)> {
-    let (h, ff, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
-    let kv = c.num_kv_heads * c.head_dim();
-    // (name, shape, required)
-    let mut out = vec![("token_embd.weight".to_string(), vec![v, h], true)];
-    let qwen = c.arch == Arch::Qwen2;
-    for i in 0..c.num_layers {
-        let b = |s: &str| format!("blk.{i}.{s}");
-        out.extend([
-            (b("attn_norm.weight"), vec![h], true),
-            (b("attn_q.weight"), vec![h, h], true),
-            (b("attn_k.weight"), vec![kv, h], true),
-            (b("attn_v.weight"), vec![kv, h], true),
-            // Qwen2 has q/k/v biases (llama.cpp's qwen2 loader requires them); some
-            // Llama variants have them too.
-            (b("attn_q.bias"), vec![h], qwen),
-            (b("attn_k.bias"), vec![kv], qwen),
-            (b("attn_v.bias"), vec![kv], qwen),
-            (b("attn_output.weight"), vec![h, h], true),
-            (b("ffn_norm.weight"), vec![h], true),
-            (b("ffn_gate.weight"), vec![ff, h], true),
-            (b("ffn_up.weight"), vec![ff, h], true),
-            (b("ffn_down.weight"), vec![h, ff], true),
-        ]);
-    }
-    out.push(("output_norm.weight".to_string(), vec![h], true));
-    if with_output {
-        out.push(("output.weight".to_string(), vec![v, h], true));
-    }
-    out
+    let head_dim = c.head_dim() as usize;
+    let config = ModelConfig {
+        architecture: c.arch,
+        n_layer: c.num_layers as usize,
+        n_embd: c.hidden_size as usize,
+        n_ff: c.intermediate_size as usize,
+        n_head: c.num_heads as usize,
+        n_head_kv: c.num_kv_heads as usize,
+        head_dim,
+        n_rot: head_dim,
+        rope_theta: c.rope_theta as f32,
+        rope_type: c.arch.rope_type(),
+        rms_eps: c.rms_norm_eps as f32,
+        context_length: c.context_length as usize,
+        vocab_size: c.vocab_size as usize,
+        tied_output: !with_output,
+        qkv_bias: true,
+    };
+    let biases_required = c.arch.requires_qkv_bias();
+    WeightTable::new(&config)
+        .all()
+        .map(|spec| {
+            let required = !spec.name.ends_with(".bias") || biases_required;
+            let shape = spec.dims.iter().rev().copied().collect();
+            (spec.name.clone(), shape, required)
+        })
+        .collect()
+}
+
+/// "Qwen2ForCausalLM, LlamaForCausalLM": the classes the table converts.
+fn hf_classes() -> String {
+    Architecture::ALL
+        .iter()
+        .flat_map(|a| a.hf_classes())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads the folder's config, tokenizer and shard headers and fixes the output.
@@ -183,7 +194,7 @@ pub fn plan(input: &Path, file_type: FileType) -> Result<Plan, QuantizeError> {
             None => {
                 return Err(QuantizeError::UnexpectedTensor {
                     name: hf_name.clone(),
-                    arch: config.arch.gguf_name(),
+                    arch: config.arch.name(),
                 })
             }
         }
@@ -206,14 +217,18 @@ pub fn plan(input: &Path, file_type: FileType) -> Result<Plan, QuantizeError> {
         }
         let dims: Vec<u64> = shape.iter().rev().copied().collect();
         let ggml_type = tensor_type(file_type, name, &dims, config.num_layers, tied);
-        let row_order = match (config.arch, name.rsplit('.').nth(1)) {
-            (Arch::Llama, Some("attn_q")) => Some(rope_permutation(shape[0], config.num_heads)),
-            (Arch::Llama, Some("attn_k")) => Some(rope_permutation(shape[0], config.num_kv_heads)),
+        let row_order = match (config.arch.rope_type(), name.rsplit('.').nth(1)) {
+            (RopeType::Normal, Some("attn_q")) => {
+                Some(rope_permutation(shape[0], config.num_heads))
+            }
+            (RopeType::Normal, Some("attn_k")) => {
+                Some(rope_permutation(shape[0], config.num_kv_heads))
+            }
             _ => None,
         };
         // Biases of permuted rows move with their rows.
-        let row_order = match (config.arch, name.as_str()) {
-            (Arch::Llama, n) if n.ends_with("attn_q.bias") || n.ends_with("attn_k.bias") => {
+        let row_order = match (config.arch.rope_type(), name.as_str()) {
+            (RopeType::Normal, n) if n.ends_with("attn_q.bias") || n.ends_with("attn_k.bias") => {
                 return Err(QuantizeError::UnexpectedTensor {
                     name: hf_name,
                     arch: "llama (q/k biases are not supported)",
@@ -237,7 +252,7 @@ pub fn plan(input: &Path, file_type: FileType) -> Result<Plan, QuantizeError> {
     if let Some((name, (hf_name, _))) = by_gguf.into_iter().min_by(|a, b| a.0.cmp(&b.0)) {
         return Err(QuantizeError::UnexpectedTensor {
             name: format!("{hf_name} ({name})"),
-            arch: config.arch.gguf_name(),
+            arch: config.arch.name(),
         });
     }
     tensors.sort_by_key(|t| write_order(&t.spec.name));
@@ -257,7 +272,7 @@ pub fn plan(input: &Path, file_type: FileType) -> Result<Plan, QuantizeError> {
 
 /// The GGUF metadata, in convert_hf_to_gguf.py's order.
 fn metadata(c: &HfConfig, vocab: &GgufVocab, ft: FileType, name: &str) -> Vec<(String, Value)> {
-    let arch = c.arch.gguf_name();
+    let arch = c.arch.name();
     let s = |v: &str| Value::String(v.to_string());
     // Counts are u32 in llama.cpp's files; the values come from checked config fields.
     let u = |v: u64| Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
@@ -278,7 +293,7 @@ fn metadata(c: &HfConfig, vocab: &GgufVocab, ft: FileType, name: &str) -> Vec<(S
             Value::F32(c.rms_norm_eps as f32),
         ),
     ];
-    if c.arch == Arch::Llama {
+    if c.arch == Architecture::Llama {
         md.push((k("vocab_size"), u(c.vocab_size)));
         md.push((k("rope.dimension_count"), u(c.head_dim())));
     }
