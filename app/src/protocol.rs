@@ -67,6 +67,19 @@ pub struct AskSettings {
     pub sampling: Sampling,
 }
 
+/// Figures of the last answer: decode speed and, on the GPU, the host's share of each
+/// decoded token (encoding and submitting its one prepared pass).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub decode_tokens_per_s: Option<f64>,
+    /// Host milliseconds per step (GPU only).
+    pub host_ms_per_token: Option<f64>,
+    /// Dispatches per step (GPU only).
+    pub dispatches_per_token: Option<f64>,
+    /// GPU milliseconds per step, where the browser offers timestamp queries.
+    pub gpu_ms_per_token: Option<f64>,
+}
+
 /// Worker -> UI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -83,6 +96,8 @@ pub enum Event {
     Loaded { model: ModelInfo },
     /// One event of the answer stream (prompt, think, wait, answer_prefix, answer, done).
     Reason { event: ReasonEvent },
+    /// What the answer just finished cost, after its `done` ("About this device").
+    RunStats { stats: RunStats },
     /// The models in the OPFS cache, and the origin's storage use.
     Cache {
         entries: Vec<CacheEntry>,

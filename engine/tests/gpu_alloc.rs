@@ -98,24 +98,30 @@ fn a_decode_step_allocates_only_what_wgpu_does() {
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let (token, staging) = (
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("token"),
-            size: 4,
-            usage: wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        }),
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: 24,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }),
-    );
+    let token = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("token"),
+        size: 4,
+        usage: wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    // As the backend does: a ring of readback slots, the newest step submitted before the
+    // oldest in flight is read (two steps ahead).
     type Cell = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
-    let mapped: Cell = Arc::default();
+    let slots: Vec<(wgpu::Buffer, Cell)> = (0..4)
+        .map(|i| {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("readback {i}")),
+                size: 24,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            (buffer, Cell::default())
+        })
+        .collect();
     let bytes = [0u8; std::mem::size_of::<Step>()];
-    let bare = || {
+    let mut inflight = std::collections::VecDeque::with_capacity(4);
+    let mut next = 0usize;
+    let mut bare = || {
         queue.write_buffer(&uniform, 0, &bytes);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("step"),
@@ -129,9 +135,18 @@ fn a_decode_step_allocates_only_what_wgpu_does() {
                 part.replay(&mut pass);
             }
         }
-        enc.copy_buffer_to_buffer(&token, 0, &staging, 0, 4);
-        let index = queue.submit([enc.finish()]);
-        let done = mapped.clone();
+        let slot = next;
+        next = (next + 1) % slots.len();
+        enc.copy_buffer_to_buffer(&token, 0, &slots[slot].0, 0, 4);
+        inflight.push_back((slot, queue.submit([enc.finish()])));
+        if inflight.len() < 3 {
+            return;
+        }
+        let Some((slot, index)) = inflight.pop_front() else {
+            return;
+        };
+        let (staging, cell) = &slots[slot];
+        let done = cell.clone();
         let slice = staging.slice(0..4);
         slice.map_async(wgpu::MapMode::Read, move |r| {
             if let Ok(mut d) = done.lock() {
@@ -144,10 +159,9 @@ fn a_decode_step_allocates_only_what_wgpu_does() {
                 timeout: None,
             })
             .expect("poll");
-        let _ = mapped.lock().expect("lock").take();
-        let word = slice.get_mapped_range().expect("mapped")[0];
+        let _ = cell.lock().expect("lock").take();
+        let _ = slice.get_mapped_range().expect("mapped")[0];
         staging.unmap();
-        word
     };
     for _ in 0..8 {
         bare();

@@ -5,7 +5,9 @@ use m1_engine::reason::{
     Event as ReasonEvent, StopReason, Summary, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS,
 };
 
-use crate::protocol::{CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase};
+use crate::protocol::{
+    CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase, RunStats,
+};
 use crate::remedy::reload_source;
 
 /// A piece of the reasoning as shown: text, or a marker where the controller intervened.
@@ -32,6 +34,8 @@ pub struct Progress {
 #[derive(Clone, Copy)]
 pub struct AppState {
     pub device: RwSignal<Option<DeviceInfo>>,
+    /// What the last answer cost (shown under "About this device").
+    pub last_run: RwSignal<Option<RunStats>>,
     pub status: RwSignal<String>,
     pub error: RwSignal<Option<(ErrorKind, String)>>,
     pub model: RwSignal<Option<ModelInfo>>,
@@ -66,6 +70,7 @@ impl AppState {
     pub fn new() -> Self {
         Self {
             device: RwSignal::new(None),
+            last_run: RwSignal::new(None),
             status: RwSignal::new("Starting the engine…".into()),
             error: RwSignal::new(None),
             model: RwSignal::new(None),
@@ -173,6 +178,7 @@ impl AppState {
                 self.quota.set((usage, quota));
             }
             Event::Reason { event } => self.apply_reason(event),
+            Event::RunStats { stats } => self.last_run.set(Some(stats)),
             Event::Error { kind, message } => {
                 if matches!(
                     kind,

@@ -160,15 +160,21 @@ async fn ask(question: Question, settings: AskSettings) {
         s.session = Some(session);
         s.busy = false;
     });
-    if let Err(e) = result {
-        let kind = match e {
-            EngineError::ContextTooSmall { .. } | EngineError::BadSampling { .. } => {
-                ErrorKind::BadRequest
-            }
-            EngineError::Gpu(GpuError::DeviceLost(_)) => ErrorKind::DeviceLost,
-            EngineError::Gpu(GpuError::OutOfMemory { .. }) => ErrorKind::OutOfMemory,
-            _ => ErrorKind::Internal,
-        };
-        post_error(kind, e.to_string());
+    match result {
+        Ok(stats) => post(&Event::RunStats { stats }),
+        Err(e) => report(e),
     }
+}
+
+/// A run's error, as the kind the UI picks a remedy by.
+fn report(e: EngineError) {
+    let kind = match e {
+        EngineError::ContextTooSmall { .. } | EngineError::BadSampling { .. } => {
+            ErrorKind::BadRequest
+        }
+        EngineError::Gpu(GpuError::DeviceLost(_)) => ErrorKind::DeviceLost,
+        EngineError::Gpu(GpuError::OutOfMemory { .. }) => ErrorKind::OutOfMemory,
+        _ => ErrorKind::Internal,
+    };
+    post_error(kind, e.to_string());
 }

@@ -7,7 +7,7 @@ use m1_engine::backend::{run_controller, Backend, CpuBackend, EngineError, Loade
 use m1_engine::reason::{Controller, Event as ReasonEvent, Question, ReasonConfig};
 
 use super::js::{now_ms, yield_now};
-use crate::protocol::AskSettings;
+use crate::protocol::{AskSettings, RunStats};
 
 pub struct Session {
     pub model: Loaded<Yielding<CpuBackend>>,
@@ -18,21 +18,23 @@ impl Session {
         self.model.backend.device_name()
     }
 
-    /// One m1 question with budget forcing; every event goes to `emit` as it happens.
+    /// One m1 question with budget forcing; every event goes to `emit` as it happens. Returns
+    /// what the run cost.
     pub async fn ask(
         &mut self,
         question: &Question,
         settings: &AskSettings,
         cancelled: Rc<Cell<bool>>,
         emit: impl FnMut(ReasonEvent),
-    ) -> Result<(), EngineError> {
+    ) -> Result<RunStats, EngineError> {
         let config = ReasonConfig {
             budget: settings.budget as usize,
             waits: settings.waits as usize,
             max_answer_tokens: settings.max_answer_tokens as usize,
         };
         let mut ctl = Controller::reasoning_for(&self.model.tokenizer, question, config)?;
-        run_controller(
+        let before = self.gpu_stats();
+        let summary = run_controller(
             &mut self.model.backend,
             &mut ctl,
             &settings.sampling,
@@ -41,7 +43,25 @@ impl Session {
             || cancelled.get(),
         )
         .await?;
-        Ok(())
+        let per_step = before.zip(self.gpu_stats()).and_then(|(b, a)| {
+            let steps = a.steps.checked_sub(b.steps).filter(|&n| n > 0)? as f64;
+            let timed = (a.timed_steps - b.timed_steps) as f64;
+            Some((
+                (a.host_ms - b.host_ms) / steps,
+                (a.dispatches - b.dispatches) as f64 / steps,
+                (timed > 0.0).then(|| (a.gpu_ms - b.gpu_ms) / timed),
+            ))
+        });
+        Ok(RunStats {
+            decode_tokens_per_s: summary.decode_tokens_per_s,
+            host_ms_per_token: per_step.map(|p| p.0),
+            dispatches_per_token: per_step.map(|p| p.1),
+            gpu_ms_per_token: per_step.and_then(|p| p.2),
+        })
+    }
+
+    fn gpu_stats(&self) -> Option<m1_engine::gpu::StepStats> {
+        self.model.backend.as_gpu().map(|g| g.model().stats())
     }
 }
 

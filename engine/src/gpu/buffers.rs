@@ -612,21 +612,35 @@ impl ReadbackRing {
         }
     }
 
-    /// The id of a ticket's step, once it has run.
-    pub async fn read(&self, gpu: &Gpu, ticket: Ticket) -> Result<u32, GpuError> {
-        let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    /// The id of a ticket's step once it has run, and the step's GPU time in milliseconds
+    /// where timestamps are measured.
+    pub async fn read(&self, gpu: &Gpu, ticket: Ticket) -> Result<(u32, Option<f64>), GpuError> {
+        let period = self.timestamps.as_ref().map(|ts| f64::from(ts.period_ns));
+        let len = if period.is_some() { SLOT_BYTES } else { 4 };
+        let decode = move |b: &[u8]| {
+            let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let ms = period.map(|ns| {
+                let word = |i: usize| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&b[i..i + 8]);
+                    u64::from_le_bytes(w)
+                };
+                word(16).saturating_sub(word(8)) as f64 * ns / 1e6
+            });
+            (id, ms)
+        };
         #[cfg(not(target_arch = "wasm32"))]
         {
-            self.read_now(gpu, ticket, word)
+            self.read_now(gpu, ticket, len, decode)
         }
         #[cfg(target_arch = "wasm32")]
         {
             map_with(
                 gpu,
                 &self.slots[ticket.slot],
-                0..4,
+                0..len,
                 Some(ticket.index),
-                word,
+                decode,
             )
             .await
         }
@@ -639,12 +653,13 @@ impl ReadbackRing {
         &self,
         gpu: &Gpu,
         ticket: Ticket,
+        len: u64,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GpuError> {
         let staging = &self.slots[ticket.slot];
         let cell = &self.mapped[ticket.slot];
         let done = cell.clone();
-        let slice = staging.slice(0..4);
+        let slice = staging.slice(0..len);
         slice.map_async(wgpu::MapMode::Read, move |r| {
             if let Ok(mut d) = done.lock() {
                 *d = Some(r);
@@ -683,24 +698,6 @@ impl ReadbackRing {
         staging.unmap();
         gpu.take_error()?;
         Ok(out)
-    }
-
-    /// The GPU time of a ticket's step in milliseconds, when measured; read after
-    /// [`Self::read`] of the same ticket (the step has run by then).
-    pub async fn gpu_ms(&self, gpu: &Gpu, ticket: Ticket) -> Option<f64> {
-        let period = self.timestamps.as_ref()?.period_ns;
-        let staging = &self.slots[ticket.slot];
-        let ticks = map_with(gpu, staging, 8..24, Some(ticket.index), |b| {
-            let word = |i: usize| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&b[i..i + 8]);
-                u64::from_le_bytes(w)
-            };
-            word(8).saturating_sub(word(0))
-        })
-        .await
-        .ok()?;
-        Some(ticks as f64 * f64::from(period) / 1e6)
     }
 }
 

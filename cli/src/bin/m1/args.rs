@@ -291,8 +291,29 @@ pub struct InfoArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// The GGUF model file
+    #[arg(
+        long,
+        short = 'm',
+        value_name = "FILE",
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
+    pub model: Option<PathBuf>,
+
+    /// Instead of a file, a model of real shapes and llama.cpp's per-tensor types with
+    /// random weights made as they are read: SHAPE:TYPE with SHAPE qwen2.5-7b (m1-7B's graph)
+    /// or qwen2.5-0.5b, TYPE q4_k_m, q5_k_m, q6_k, q8_0, q4_0 or f16
+    #[arg(long, value_name = "SHAPE:TYPE")]
+    pub synthetic: Option<String>,
+
+    /// Run on the CPU (candle) instead of the GPU
+    #[arg(long)]
+    pub cpu: bool,
+
+    /// Positions the KV cache holds [default: 8192 on the GPU, capped at the model's context]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx: Option<u64>,
 
     /// Prompt length to prefill in one pass
     #[arg(long, value_name = "N", default_value_t = 128,

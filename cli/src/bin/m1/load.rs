@@ -60,6 +60,11 @@ impl Loaded {
 /// Loads header, tokenizer and weights onto the GPU, or onto the CPU with `--cpu` or when
 /// no GPU adapter can be opened (said on stderr, with the reason).
 pub fn load(args: &ModelArgs, quiet: bool) -> Result<Loaded, CliError> {
+    load_with(args, quiet, GpuOptions::default())
+}
+
+/// [`load`], opening the GPU with `gpu` (benchmarks ask for timestamp queries).
+pub fn load_with(args: &ModelArgs, quiet: bool, gpu: GpuOptions) -> Result<Loaded, CliError> {
     let path = args.model.as_path();
     let start = Instant::now();
     let (source, header) = open(path)?;
@@ -70,7 +75,7 @@ pub fn load(args: &ModelArgs, quiet: bool) -> Result<Loaded, CliError> {
     let (device, context) = if args.cpu {
         (Device::Cpu, ctx)
     } else {
-        match pollster::block_on(Gpu::new(GpuOptions::default())) {
+        match pollster::block_on(Gpu::new(gpu)) {
             Ok(gpu) => (Device::Gpu(gpu), Some(ctx.unwrap_or(GPU_DEFAULT_CTX))),
             Err(e) => {
                 // Said once the file is known to be usable, so it never precedes a file error.

@@ -189,6 +189,10 @@ pub struct StepStats {
     pub passes: u64,
     /// Bytes written through the queue (the step uniform, fed ids).
     pub bytes_written: u64,
+    /// GPU time of the steps read back with timestamps (`GpuOptions::timestamps`), and how
+    /// many those were.
+    pub gpu_ms: f64,
+    pub timed_steps: u64,
 }
 
 /// A model loaded onto the GPU with its KV cache.
@@ -583,14 +587,13 @@ impl GpuModel {
     }
 
     /// The id a ticket's step chose, once it has run.
-    pub async fn read_token(&self, ticket: Ticket) -> Result<u32, GpuError> {
-        self.ring.read(&self.gpu, ticket).await
-    }
-
-    /// The GPU time of a ticket's step in milliseconds, where the adapter offers timestamp
-    /// queries (read after [`Self::read_token`] of the same ticket).
-    pub async fn gpu_ms(&self, ticket: Ticket) -> Option<f64> {
-        self.ring.gpu_ms(&self.gpu, ticket).await
+    pub async fn read_token(&mut self, ticket: Ticket) -> Result<u32, GpuError> {
+        let (id, gpu_ms) = self.ring.read(&self.gpu, ticket).await?;
+        if let Some(ms) = gpu_ms {
+            self.stats.gpu_ms += ms;
+            self.stats.timed_steps += 1;
+        }
+        Ok(id)
     }
 
     /// Picks the next token from the last position's logits on the GPU and reads back only
