@@ -15,6 +15,7 @@
 //! `dequant16` contract, parameters and bindings declared once in Rust) is described in
 //! `pipelines.rs` and `kernels/quant/bytes.wgsl`.
 
+pub mod bench;
 mod buffers;
 mod device;
 mod kv;
