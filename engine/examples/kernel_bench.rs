@@ -1,13 +1,14 @@
 //! Decode mat-vec kernels at m1-7B's shapes (`gpu::bench::matvec`): effective GB/s per type.
 //!
 //!     cargo run --release -p m1-engine --example kernel_bench -- [--types Q4_K,Q6_K] \
-//!         [--shapes attn_output,output] [--reps 8] [--peak-gb-s 1000] [--no-timestamps]
+//!         [--shapes attn_output,output] [--reps 8] [--peak-gb-s 1000] [--no-timestamps] \
+//!         [--wg 64] [--lanes 64] [--rows 4] [--f16-math true] [--software false]
 //!
 //! What `m1 bench --kernels` prints; the browser twin is tests/gpu_browser_bench.rs.
 
 use m1_engine::gguf::GgmlType;
 use m1_engine::gpu::bench::{self, BenchOptions};
-use m1_engine::gpu::{Gpu, GpuOptions};
+use m1_engine::gpu::{Gpu, GpuOptions, Tuning};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +46,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         timestamps,
         ..GpuOptions::default()
     }))?;
+    // Overrides of the adapter's mat-vec shape and arithmetic, to compare.
+    let mut tuning = Tuning::for_adapter(&gpu.report);
+    if let Some(wg) = value("--wg") {
+        tuning.matvec_wg = Some(wg.parse()?);
+    }
+    if let Some(lanes) = value("--lanes") {
+        tuning.matvec_lanes = Some(lanes.parse()?);
+    }
+    if let Some(rows) = value("--rows") {
+        tuning.matvec_rows = Some(rows.parse()?);
+    }
+    if let Some(f16) = value("--f16-math") {
+        tuning.f16_math = f16.parse()?;
+    }
+    if let Some(sw) = value("--software") {
+        tuning.software = sw.parse()?;
+    }
+    opts.tuning = Some(tuning);
     let report = pollster::block_on(bench::matvec(&gpu, &opts, |k| {
         eprintln!(
             "{} {} {:.3} ms {:.2} GB/s",

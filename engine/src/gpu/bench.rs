@@ -188,7 +188,9 @@ pub async fn matvec(
     opts: &BenchOptions,
     mut progress: impl FnMut(&KernelTiming),
 ) -> Result<BenchReport, GpuError> {
-    let tuning = opts.tuning.unwrap_or_default();
+    let tuning = opts
+        .tuning
+        .unwrap_or_else(|| Tuning::for_adapter(&gpu.report));
     let mut ops = Ops::with_tuning(gpu, tuning)?;
     let copy_gb_s = copy_bandwidth(gpu).await?;
     let mut kernels = Vec::new();

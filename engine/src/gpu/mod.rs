@@ -31,7 +31,7 @@ pub use buffers::{
     WeightTensor, WeightWriter, FLUSH_BYTES,
 };
 pub use device::{AdapterReport, Gpu, GpuOptions};
-pub use kv::{KvCache, KvDtype};
+pub use kv::{KvCache, KV_BYTES};
 pub use model::{
     GpuModel, GpuModelError, GpuModelOptions, StepStats, DEFAULT_CONTEXT, DEFAULT_MAX_PREFILL,
 };
@@ -98,6 +98,4 @@ pub enum GpuError {
         min: u64,
         max: u64,
     },
-    #[error("an f16 KV cache needs the shader-f16 feature, which this device lacks")]
-    NoShaderF16,
 }
