@@ -1,7 +1,7 @@
 //! Decode mat-vec kernels at m1-7B's shapes (`gpu::bench::matvec`): effective GB/s per type.
 //!
 //!     cargo run --release -p m1-engine --example kernel_bench -- [--types Q4_K,Q6_K] \
-//!         [--shapes attn_output,output] [--reps 8] [--peak-gb-s 1000] [--no-timestamps] \
+//!         [--shapes attn_output,output] [--tokens 1] [--reps 8] [--peak-gb-s 1000] [--no-timestamps] \
 //!         [--wg 64] [--lanes 64] [--rows 4] [--f16-math true] [--software false]
 //!
 //! What `m1 bench --kernels` prints; the browser twin is tests/gpu_browser_bench.rs.
@@ -34,6 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(list) = value("--shapes") {
         let names: Vec<&str> = list.split(',').collect();
         opts.shapes.retain(|s| names.contains(&s.name));
+    }
+    if let Some(n) = value("--tokens") {
+        opts.tokens = n.parse()?;
     }
     if let Some(n) = value("--reps") {
         opts.reps = n.parse()?;

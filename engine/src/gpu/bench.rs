@@ -69,6 +69,8 @@ pub const BENCH_TYPES: [GgmlType; 7] = [
 pub struct BenchOptions {
     pub types: Vec<GgmlType>,
     pub shapes: Vec<Shape>,
+    /// Tokens per product: 1 times the decode mat-vec, more the prefill mat-mat.
+    pub tokens: u32,
     /// Dispatches per timed pass (after one untimed pass that compiles and warms up).
     pub reps: u32,
     /// The adapter's memory bandwidth in GB/s, when the caller knows it.
@@ -82,6 +84,7 @@ impl Default for BenchOptions {
         Self {
             types: BENCH_TYPES.to_vec(),
             shapes: M1_SHAPES.to_vec(),
+            tokens: 1,
             reps: 8,
             peak_gb_s: None,
             tuning: None,
@@ -103,6 +106,7 @@ pub enum Timer {
 pub struct KernelTiming {
     pub ty: GgmlType,
     pub shape: Shape,
+    pub tokens: u32,
     /// Weight bytes one dispatch reads (as they sit on the GPU).
     pub bytes: u64,
     /// Milliseconds per dispatch.
@@ -116,6 +120,12 @@ pub struct KernelTiming {
 impl KernelTiming {
     pub fn gb_s(&self) -> f64 {
         self.bytes as f64 / (self.ms * 1e6)
+    }
+
+    /// Multiply-adds times two per second, in GFLOP/s.
+    pub fn gflop_s(&self) -> f64 {
+        2.0 * f64::from(self.shape.rows) * f64::from(self.shape.cols) * f64::from(self.tokens)
+            / (self.ms * 1e6)
     }
 }
 
@@ -155,16 +165,27 @@ impl fmt::Display for BenchReport {
         };
         writeln!(
             f,
-            "{:<6} {:<12} {:>15} {:>9} {:>10} {:>8} {:>9}  {:>10} {:>10}",
-            "type", "tensor", "rows x cols", "MB", "ms", "GB/s", "fraction", "timer", "CPU ms"
+            "{:<6} {:<12} {:>15} {:>6} {:>9} {:>10} {:>8} {:>9}  {:>10} {:>10} {:>9}",
+            "type",
+            "tensor",
+            "rows x cols",
+            "tokens",
+            "MB",
+            "ms",
+            "GB/s",
+            "fraction",
+            "timer",
+            "CPU ms",
+            "GFLOP/s"
         )?;
         for k in &self.kernels {
             writeln!(
                 f,
-                "{:<6} {:<12} {:>15} {:>9.1} {:>10.3} {:>8.2} {:>5.1}% {of} {:>10} {:>10}",
+                "{:<6} {:<12} {:>15} {:>6} {:>9.1} {:>10.3} {:>8.2} {:>5.1}% {of} {:>10} {:>10} {:>9.2}",
                 k.ty.name(),
                 k.shape.name,
                 format!("{} x {}", k.shape.rows, k.shape.cols),
+                k.tokens,
                 k.bytes as f64 / 1e6,
                 k.ms,
                 k.gb_s(),
@@ -174,15 +195,16 @@ impl fmt::Display for BenchReport {
                     Timer::Wall => "wall clock",
                 },
                 k.cpu_ms.map_or("-".to_string(), |c| format!("{c:.1}")),
+                k.gflop_s(),
             )?;
         }
         Ok(())
     }
 }
 
-/// Times the decode mat-vec (`Ops::matmul` with one token) of every type in `opts` at every
-/// shape, one weight on the GPU at a time; `progress` sees each figure as it is taken (a
-/// software adapter takes seconds per kernel).
+/// Times `Ops::matmul` over `opts.tokens` tokens (one: the decode mat-vec; more: the prefill
+/// mat-mat) for every type in `opts` at every shape, one weight on the GPU at a time;
+/// `progress` sees each figure as it is taken (a software adapter takes seconds per kernel).
 pub async fn matvec(
     gpu: &Gpu,
     opts: &BenchOptions,
@@ -197,11 +219,16 @@ pub async fn matvec(
     for &ty in &opts.types {
         for &shape in &opts.shapes {
             let w = synthetic_weight(gpu, ty, shape)?;
-            let x = F32Buffer::from_slice(gpu, "bench x", &synthetic_x(shape.cols as usize))?;
-            let y = F32Buffer::zeros(gpu, "bench y", shape.rows as usize)?;
+            let t = opts.tokens.max(1);
+            let x = F32Buffer::from_slice(
+                gpu,
+                "bench x",
+                &synthetic_x(t as usize * shape.cols as usize),
+            )?;
+            let y = F32Buffer::zeros(gpu, "bench y", t as usize * shape.rows as usize)?;
             let mut rec = ops.recording();
             for _ in 0..opts.reps.max(1) {
-                ops.matmul(&mut rec, &x, &w, None, &y, 1)?;
+                ops.matmul(&mut rec, &x, &w, None, &y, t)?;
             }
             rec.finish(&gpu.queue);
             // Untimed: compiles the pipeline and touches every page of the weight.
@@ -214,6 +241,7 @@ pub async fn matvec(
             let k = KernelTiming {
                 ty,
                 shape,
+                tokens: t,
                 bytes: w.gpu_bytes(),
                 ms: ms / reps,
                 timer,

@@ -47,9 +47,10 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let greedy = Sampling::GREEDY;
     let timings = pollster::block_on(async {
         // Warm-up: the first GPU passes compile every pipeline (the prefill and the decode
-        // kernels differ), which is a one-time cost, not throughput.
+        // kernels differ, and the prefill tiles with the prompt's length), which is a one-time
+        // cost, not throughput.
         backend.reset();
-        backend.feed(&prompt[..prompt.len().min(2)]).await?;
+        backend.feed(&prompt).await?;
         backend.sample(&greedy).await?;
         backend.feed(&prompt[..1]).await?;
         backend.sample(&greedy).await?;
