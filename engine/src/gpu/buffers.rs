@@ -1,12 +1,14 @@
-//! Storage buffers: f32 activations, u32 token ids, weights in their GGUF byte layout (split by
-//! rows across buffers when one binding cannot hold them), and async readback.
+//! Storage buffers: f32 activations, u32 token ids, weights laid out for the kernels (split
+//! by rows across buffers when one binding cannot hold them), and async readback.
 
 use std::marker::PhantomData;
 
 use bytemuck::Pod;
 use futures::channel::oneshot;
 
-use super::quant::{has_kernel, kernel_block};
+use super::quant::{
+    has_kernel, kernel_block, layout, part_bytes, repack, unpack, word_aligned, Layout,
+};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
 
@@ -119,10 +121,11 @@ pub(crate) struct WeightPart {
     pub rows: u32,
 }
 
-/// A 2-D GGUF weight on the GPU, in its file byte layout: `rows` = ne1 (output features),
-/// `cols` = ne0 (input features, contiguous). When its bytes exceed one binding it is split
-/// by rows into near-equal parts, each holding whole rows and padded only to 4 bytes; ops
-/// dispatch once per part with the part's first row as offset.
+/// A 2-D GGUF weight on the GPU: `rows` = ne1 (output features), `cols` = ne0 (input
+/// features, contiguous). Its blocks are laid out for the kernels (`quant::layout`: the file's
+/// blocks, or each field of the blocks in its own region), from the same bytes. When they
+/// exceed one binding it is split by rows into near-equal parts, each holding whole rows and
+/// padded only to 16 bytes; ops dispatch once per part with the part's first row as offset.
 #[derive(Debug)]
 pub struct WeightTensor {
     name: String,
@@ -181,8 +184,8 @@ impl WeightTensor {
         }
         let row_bytes = u64::from(cols32 / block_elems) * u64::from(block_bytes);
         let cap = max_part_bytes.min(gpu.max_binding()).min(MAX_PART_BYTES);
-        // Room for the up-to-3 padding bytes that end each part.
-        let rows_per_part = cap.saturating_sub(3) / row_bytes;
+        // Room for the up-to-15 padding bytes that end each part.
+        let rows_per_part = cap.saturating_sub(15) / row_bytes;
         if rows_per_part == 0 {
             return Err(GpuError::RowTooLarge {
                 what: name.to_string(),
@@ -192,12 +195,13 @@ impl WeightTensor {
         }
         let n_parts = u64::from(rows32).div_ceil(rows_per_part);
         let per = u64::from(rows32).div_ceil(n_parts) as u32;
+        let nb = u64::from(cols32 / block_elems);
         let mut parts = Vec::new();
         let mut first_row = 0u32;
         while first_row < rows32 {
             let n = per.min(rows32 - first_row);
             let label = format!("{name}[{first_row}..{}]", first_row + n);
-            let buffer = storage_buffer(gpu, &label, u64::from(n) * row_bytes)?;
+            let buffer = storage_buffer(gpu, &label, part_bytes(ty, u64::from(n) * nb))?;
             parts.push(WeightPart {
                 buffer,
                 first_row,
@@ -231,7 +235,8 @@ impl WeightTensor {
         Ok(w)
     }
 
-    /// A streaming writer: feed the tensor's bytes in order, in chunks of any size.
+    /// A streaming writer: feed the tensor's bytes (the file's layout) in order, in chunks
+    /// of any size.
     pub fn writer(&self) -> WeightWriter<'_> {
         WeightWriter {
             tensor: self,
@@ -245,9 +250,10 @@ impl WeightTensor {
         }
     }
 
-    /// A writer of rows `first..first + rows` only (one member of a fused weight), which
-    /// must start on a 4-byte boundary: the queue writes whole words, and a word shared with
-    /// the rows before would overwrite them.
+    /// A writer of rows `first..first + rows` only (one member of a fused weight). The rows
+    /// must start and end where the layout's regions hold whole words (or at the end of the
+    /// part): the queue writes whole words, and a word shared with a neighbour would
+    /// overwrite its bytes.
     pub fn writer_at(&self, first: u32, rows: u32) -> Result<WeightWriter<'_>, GpuError> {
         let end = u64::from(first) + u64::from(rows);
         if end > u64::from(self.rows) {
@@ -264,15 +270,24 @@ impl WeightTensor {
             .iter()
             .position(|p| first < p.first_row + p.rows)
             .unwrap_or(self.parts.len());
-        let start = self
-            .parts
-            .get(part)
-            .map_or(0, |p| u64::from(first - p.first_row) * self.row_bytes);
-        if !start.is_multiple_of(4) {
+        let (start, aligned) = match self.parts.get(part) {
+            Some(p) => {
+                let nb = self.blocks_per_row();
+                let last = u64::from(p.first_row + p.rows);
+                let block = |row: u64| (row - u64::from(p.first_row)) * nb;
+                let ends_aligned = end >= last || word_aligned(self.ty, block(end));
+                (
+                    u64::from(first - p.first_row) * self.row_bytes,
+                    word_aligned(self.ty, block(u64::from(first))) && ends_aligned,
+                )
+            }
+            None => (0, true),
+        };
+        if !aligned {
             return Err(GpuError::NotMultiple {
                 op: "WeightTensor::writer_at",
-                what: "start byte",
-                value: start,
+                what: "first and last row (whole words of every region)",
+                value: u64::from(first),
                 multiple: 4,
             });
         }
@@ -304,8 +319,14 @@ impl WeightTensor {
         self.cols
     }
 
+    /// Bytes of one row in the file.
     pub fn row_bytes(&self) -> u64 {
         self.row_bytes
+    }
+
+    /// Kernel blocks per row (16-element groups for the float types).
+    pub(crate) fn blocks_per_row(&self) -> u64 {
+        u64::from(self.cols / kernel_block(self.ty).0)
     }
 
     /// Bytes in the file.
@@ -313,7 +334,7 @@ impl WeightTensor {
         u64::from(self.rows) * self.row_bytes
     }
 
-    /// Bytes allocated on the GPU (the file bytes plus at most 3 per part).
+    /// Bytes allocated on the GPU (the file bytes plus at most 15 per part).
     pub fn gpu_bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.buffer.size()).sum()
     }
@@ -321,17 +342,32 @@ impl WeightTensor {
     pub fn n_parts(&self) -> usize {
         self.parts.len()
     }
+
+    /// The tensor's bytes read back from the GPU and returned to the file's layout (tests:
+    /// what the kernels read is what was written).
+    pub async fn read_back(&self, gpu: &Gpu) -> Result<Vec<u8>, GpuError> {
+        let nb = self.blocks_per_row();
+        let mut out = Vec::with_capacity(self.byte_len() as usize);
+        for p in &self.parts {
+            let bytes = read_bytes(gpu, &p.buffer, 0, p.buffer.size()).await?;
+            out.extend(unpack(self.ty, u64::from(p.rows) * nb, &bytes));
+        }
+        Ok(out)
+    }
 }
 
-/// Streams a weight's bytes into its parts. `queue.write_buffer` needs 4-byte multiples and
-/// parts may end mid-word, so up to 3 bytes are carried between chunks and each part's tail
-/// is zero-padded. Every [`FLUSH_BYTES`] written it submits an empty batch (and natively
-/// polls), so the queue's staging copies are recycled while a multi-GB model streams in.
+/// Streams a weight's bytes into its parts. `queue.write_buffer` needs 4-byte multiples:
+/// blocks kept in the file's layout stream through with up to 3 bytes carried between chunks;
+/// blocks split into fields are repacked a run of whole blocks at a time, each run ending
+/// where every region holds whole words (the rest waits in `carry` for the next chunk). Each
+/// part's tail is zero-padded. Every [`FLUSH_BYTES`] written it submits an empty batch (and
+/// natively polls), so the queue's staging copies are recycled while a multi-GB model streams
+/// in.
 #[derive(Debug)]
 pub struct WeightWriter<'a> {
     tensor: &'a WeightTensor,
     part: usize,
-    /// Bytes of the current part received so far.
+    /// Bytes of the current part received so far (whole blocks, for a repacked layout).
     accepted: u64,
     /// Bytes of the current part already handed to the queue (a multiple of 4).
     flushed: u64,
@@ -346,7 +382,7 @@ pub struct WeightWriter<'a> {
 pub const FLUSH_BYTES: u64 = 64 << 20;
 
 impl WeightWriter<'_> {
-    pub fn write(&mut self, gpu: &Gpu, mut data: &[u8]) -> Result<(), GpuError> {
+    pub fn write(&mut self, gpu: &Gpu, data: &[u8]) -> Result<(), GpuError> {
         let queue = &gpu.queue;
         self.unflushed += data.len() as u64;
         if self.unflushed >= FLUSH_BYTES {
@@ -360,17 +396,19 @@ impl WeightWriter<'_> {
                     message: e.to_string(),
                 })?;
         }
+        match layout(self.tensor.ty) {
+            Layout::Blocks => self.write_bytes(queue, data),
+            Layout::Fields(_) => self.write_blocks(queue, data),
+        }
+    }
+
+    /// The file's layout: bytes go where they are, words completed across chunks.
+    fn write_bytes(&mut self, queue: &wgpu::Queue, mut data: &[u8]) -> Result<(), GpuError> {
         while !data.is_empty() {
             let t = self.tensor;
             let part = match t.parts.get(self.part) {
                 Some(part) if self.total < self.expected => part,
-                _ => {
-                    return Err(GpuError::ByteCount {
-                        what: t.name.clone(),
-                        expected: self.expected,
-                        got: self.total + data.len() as u64,
-                    })
-                }
+                _ => return Err(self.too_many(data.len())),
             };
             let part_len = u64::from(part.rows) * t.row_bytes;
             let take = (part_len - self.accepted)
@@ -410,9 +448,65 @@ impl WeightWriter<'_> {
         Ok(())
     }
 
+    /// A repacked layout: runs of whole blocks, each region's bytes written at its offset.
+    fn write_blocks(&mut self, queue: &wgpu::Queue, data: &[u8]) -> Result<(), GpuError> {
+        if self.total + data.len() as u64 > self.expected {
+            return Err(self.too_many(data.len()));
+        }
+        self.total += data.len() as u64;
+        let t = self.tensor;
+        let ty = t.ty;
+        let block = u64::from(kernel_block(ty).1);
+        let nb = t.blocks_per_row();
+        let last = self.total == self.expected;
+        let mut carried = std::mem::take(&mut self.carry);
+        let mut src: &[u8] = if carried.is_empty() {
+            data
+        } else {
+            carried.extend_from_slice(data);
+            &carried
+        };
+        while let Some(part) = t.parts.get(self.part) {
+            let pb = u64::from(part.rows) * nb;
+            let g0 = self.accepted / block;
+            let left = pb - g0;
+            let mut n = (src.len() as u64 / block).min(left);
+            if n < left && !last {
+                // Stop where the next run starts on whole words of every region.
+                while n > 0 && !word_aligned(ty, g0 + n) {
+                    n -= 1;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            let bytes = (n * block) as usize;
+            for (offset, mut region) in repack(ty, pb, g0, &src[..bytes]) {
+                region.resize(region.len().next_multiple_of(4), 0);
+                queue.write_buffer(&part.buffer, offset, &region);
+            }
+            src = &src[bytes..];
+            self.accepted += n * block;
+            if g0 + n == pb {
+                self.part += 1;
+                self.accepted = 0;
+            }
+        }
+        self.carry = src.to_vec();
+        Ok(())
+    }
+
+    fn too_many(&self, more: usize) -> GpuError {
+        GpuError::ByteCount {
+            what: self.tensor.name.clone(),
+            expected: self.expected,
+            got: self.total + more as u64,
+        }
+    }
+
     /// Checks that exactly the writer's bytes were written.
     pub fn finish(self) -> Result<(), GpuError> {
-        if self.total != self.expected {
+        if self.total != self.expected || !self.carry.is_empty() {
             return Err(GpuError::ByteCount {
                 what: self.tensor.name.clone(),
                 expected: self.expected,

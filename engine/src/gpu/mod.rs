@@ -15,6 +15,7 @@
 //! `dequant16` contract, parameters and bindings declared once in Rust) is described in
 //! `pipelines.rs` and `kernels/quant/bytes.wgsl`.
 
+pub mod bench;
 mod buffers;
 mod device;
 mod kv;
@@ -30,7 +31,7 @@ pub use buffers::{
     WeightTensor, WeightWriter, FLUSH_BYTES,
 };
 pub use device::{AdapterReport, Gpu, GpuOptions};
-pub use kv::{KvCache, KvDtype};
+pub use kv::{KvCache, KV_BYTES};
 pub use model::{
     GpuModel, GpuModelError, GpuModelOptions, StepStats, DEFAULT_CONTEXT, DEFAULT_MAX_PREFILL,
 };
@@ -97,6 +98,4 @@ pub enum GpuError {
         min: u64,
         max: u64,
     },
-    #[error("an f16 KV cache needs the shader-f16 feature, which this device lacks")]
-    NoShaderF16,
 }

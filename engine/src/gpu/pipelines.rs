@@ -2,11 +2,13 @@
 //! label (so a validation error names the kernel, its tensor type and its constants).
 //!
 //! Every fact a kernel shares with Rust is written once, here or beside its op, and
-//! generated into the WGSL: a module's source is a header (`enable f16;` on the f16 path,
-//! `alias kv_t`, the key's constants, `QK`/`BLOCK_BYTES` of a weight type, the family's
-//! parameter struct `P` and the step struct `S` from their Rust declarations ([`uniform!`]), and one `@binding` per slot of
-//! the family's list), then `common.wgsl`, for weight-reading kernels `quant/bytes.wgsl`
-//! plus the type's `quant/<type>.wgsl`, then the family's op file. The same slot list builds
+//! generated into the WGSL: a module's source is a header (`enable f16;` and `alias mt = f16`
+//! on the f16 path, `mt = f32` elsewhere; the key's constants; `QK`/`BLOCK_BYTES` and the
+//! field regions of a weight type's GPU layout; the family's parameter struct `P` and the step
+//! struct `S` from their Rust declarations ([`uniform!`]); one `@binding` per slot of the
+//! family's list), then `common.wgsl`, for weight-reading kernels `quant/bytes.wgsl` plus the
+//! type's `quant/<type>.wgsl` (and, for the decode mat-vec, its `matvec/<type>.wgsl` chunk
+//! file or the generic one), then the family's op file and epilogue. The same slot list builds
 //! the bind-group layout and orders the buffers an op binds ([`Kernel::uses`]), so binding
 //! numbers appear nowhere else.
 
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 
-use super::quant::{kernel_block, kernel_source};
+use super::quant::{kernel_block, kernel_source, layout_constants, matvec_source};
 use crate::gguf::GgmlType;
 
 /// Declares a uniform struct once: the `#[repr(C)]` Rust struct and, as `WGSL`, the same
@@ -68,6 +70,8 @@ uniform! {
 
 const COMMON: &str = include_str!("kernels/common.wgsl");
 const BYTES: &str = include_str!("kernels/quant/bytes.wgsl");
+const MATVEC_COMMON: &str = include_str!("kernels/matvec/common.wgsl");
+const GENERIC_MATVEC: &str = include_str!("kernels/matvec/generic.wgsl");
 
 /// How a kernel uses one storage binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +139,7 @@ mod families {
     use crate::gpu::ops::{RopeParams, SampleParams};
 
     const MAT_SLOTS: &[Slot] = &[
-        read("W", "array<u32>"),
+        read("W", "array<vec4<u32>>"),
         read("X", "array<vec4<f32>>"),
         read("BIAS", "array<f32>"),
         write("Y", "array<f32>"),
@@ -158,12 +162,13 @@ mod families {
         epilogue: include_str!("kernels/epilogue/rope_kv.wgsl"),
         params: (MatParams::NAME, MatParams::WGSL),
         slots: &[
-            read("W", "array<u32>"),
+            read("W", "array<vec4<u32>>"),
             read("X", "array<vec4<f32>>"),
             read("BIAS", "array<f32>"),
             write("Q", "array<f32>"),
-            write("K_DST", "array<kv_t>"),
-            write("V_DST", "array<kv_t>"),
+            // The KV cache: f16 pairs, one u32 word each (common.wgsl's k_word/v_word).
+            write("K_DST", "array<u32>"),
+            write("V_DST", "array<u32>"),
             // (high, low) 32 bits of each rotated pair's turns per position.
             read("TURNS", "array<vec2<u32>>"),
         ],
@@ -172,19 +177,14 @@ mod families {
         source: include_str!("kernels/matmat.wgsl"),
         epilogue: "",
         params: (MatParams::NAME, MatParams::WGSL),
-        slots: &[
-            read("W", "array<u32>"),
-            read("X", "array<f32>"),
-            read("BIAS", "array<f32>"),
-            write("Y", "array<f32>"),
-        ],
+        slots: MAT_SLOTS,
     };
     pub static EMBED: Family = Family {
         source: include_str!("kernels/embed.wgsl"),
         epilogue: "",
         params: (EmbedParams::NAME, EmbedParams::WGSL),
         slots: &[
-            read("W", "array<u32>"),
+            read("W", "array<vec4<u32>>"),
             read("IDS", "array<u32>"),
             write("Y", "array<f32>"),
         ],
@@ -219,15 +219,15 @@ mod families {
         params: (AttnParams::NAME, AttnParams::WGSL),
         slots: &[
             read("Q", "array<f32>"),
-            read("KC", "array<kv_t>"),
-            read("VC", "array<kv_t>"),
+            read("KC", "array<u32>"),
+            read("VC", "array<u32>"),
             write("PART", "array<f32>"),
             read("PART_IN", "array<f32>"),
             write("OUT", "array<f32>"),
             read("K_NEW", "array<f32>"),
             read("V_NEW", "array<f32>"),
-            write("K_DST", "array<kv_t>"),
-            write("V_DST", "array<kv_t>"),
+            write("K_DST", "array<u32>"),
+            write("V_DST", "array<u32>"),
         ],
     };
     pub static SAMPLE: Family = Family {
@@ -260,12 +260,13 @@ pub enum Epilogue {
 /// One kernel with the constants that shape it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Decode mat-vec: `wg` threads, `rows` weight rows per workgroup, and how the rows
-    /// are stored.
+    /// Decode mat-vec: `wg` threads in groups of `lanes` sharing rows, `rows` weight rows per
+    /// workgroup, and how the rows are stored.
     MatVec {
         ty: GgmlType,
         rows: u32,
         wg: u32,
+        lanes: u32,
         epilogue: Epilogue,
     },
     /// Prefill tiled mat-mat: `tile_rows` x `tile_tokens` outputs per workgroup of `wg` threads.
@@ -285,7 +286,11 @@ pub enum Kernel {
     SwiGlu,
     Rope,
     KvWrite,
-    AttnPartial,
+    /// `ahd` head dims held (64, 128 or 256), `ag` query heads per workgroup.
+    AttnPartial {
+        ahd: u32,
+        ag: u32,
+    },
     AttnCombine,
     ArgmaxPartial,
     ArgmaxFinal,
@@ -305,7 +310,7 @@ impl Kernel {
             Self::RmsNorm | Self::AddRmsNorm => &families::NORM,
             Self::Add | Self::SwiGlu => &families::ELEMENTWISE,
             Self::Rope => &families::ROPE,
-            Self::KvWrite | Self::AttnPartial | Self::AttnCombine => &families::ATTENTION,
+            Self::KvWrite | Self::AttnPartial { .. } | Self::AttnCombine => &families::ATTENTION,
             Self::ArgmaxPartial | Self::ArgmaxFinal | Self::TopPFinal => &families::SAMPLE,
         }
     }
@@ -319,7 +324,7 @@ impl Kernel {
             Self::SwiGlu => "swiglu",
             Self::Rope => "rope",
             Self::KvWrite => "kv_write",
-            Self::AttnPartial => "attn_partial",
+            Self::AttnPartial { .. } => "attn_partial",
             Self::AttnCombine => "attn_combine",
             Self::ArgmaxPartial => "argmax_partial",
             Self::ArgmaxFinal => "argmax_final",
@@ -343,7 +348,7 @@ impl Kernel {
             Self::Add | Self::SwiGlu => &["A", "B"],
             Self::Rope => &["X", "TURNS"],
             Self::KvWrite => &["K_NEW", "V_NEW", "K_DST", "V_DST"],
-            Self::AttnPartial => &["Q", "KC", "VC", "PART"],
+            Self::AttnPartial { .. } => &["Q", "KC", "VC", "PART"],
             Self::AttnCombine => &["PART_IN", "OUT"],
             Self::ArgmaxPartial => &["LOGITS", "PMAX", "PIDX"],
             Self::ArgmaxFinal => &["PMAX_IN", "PIDX_IN", "OUT"],
@@ -360,7 +365,9 @@ impl Kernel {
 
     fn constants(self) -> Vec<(&'static str, u32)> {
         match self {
-            Self::MatVec { rows, wg, .. } => vec![("WG", wg), ("ROWS", rows)],
+            Self::MatVec {
+                rows, wg, lanes, ..
+            } => vec![("WG", wg), ("LANES", lanes), ("ROWS", rows)],
             Self::MatMat {
                 tile_rows,
                 tile_tokens,
@@ -369,6 +376,9 @@ impl Kernel {
             } => {
                 vec![("WG", wg), ("TN", tile_rows), ("TM", tile_tokens)]
             }
+            Self::AttnPartial { ahd, ag } => vec![("AHD", ahd), ("AG", ag)],
+            // attention.wgsl sizes attn_partial's workgroup arrays for every entry point.
+            Self::KvWrite | Self::AttnCombine => vec![("AHD", 64), ("AG", 1)],
             _ => Vec::new(),
         }
     }
@@ -417,9 +427,9 @@ impl PipelineKey {
         let family = k.family();
         let mut s = String::new();
         if self.f16 {
-            s.push_str("enable f16;\nalias kv_t = f16;\n");
+            s.push_str("enable f16;\nalias mt = f16;\nconst F16: bool = true;\n");
         } else {
-            s.push_str("alias kv_t = f32;\n");
+            s.push_str("alias mt = f32;\nconst F16: bool = false;\n");
         }
         for (name, value) in k.constants() {
             let _ = writeln!(s, "const {name}: u32 = {value}u;");
@@ -430,6 +440,7 @@ impl PipelineKey {
                 s,
                 "const QK: u32 = {qk}u;\nconst BLOCK_BYTES: u32 = {bytes}u;"
             );
+            s.push_str(&layout_constants(ty));
             kernel_source(ty).unwrap_or("")
         });
         s.push_str(family.params.1);
@@ -457,6 +468,15 @@ impl PipelineKey {
         if let Some(quant) = quant {
             s.push_str(BYTES);
             s.push_str(quant);
+        }
+        if let Kernel::MatVec { ty, .. } = k {
+            match matvec_source(ty) {
+                Some(chunks) => {
+                    s.push_str(MATVEC_COMMON);
+                    s.push_str(chunks);
+                }
+                None => s.push_str(GENERIC_MATVEC),
+            }
         }
         s.push_str(family.source);
         s.push_str(family.epilogue);
@@ -576,18 +596,21 @@ mod tests {
             ty: GgmlType::Q4K,
             rows: 4,
             wg: 64,
+            lanes: 64,
             epilogue: Epilogue::Plain,
         },
         Kernel::MatVec {
             ty: GgmlType::Q4K,
             rows: 4,
             wg: 64,
+            lanes: 64,
             epilogue: Epilogue::SwiGlu,
         },
         Kernel::MatVec {
             ty: GgmlType::Q6K,
-            rows: 4,
-            wg: 64,
+            rows: 32,
+            wg: 32,
+            lanes: 1,
             epilogue: Epilogue::RopeKv,
         },
         Kernel::MatMat {
@@ -603,7 +626,7 @@ mod tests {
         Kernel::SwiGlu,
         Kernel::Rope,
         Kernel::KvWrite,
-        Kernel::AttnPartial,
+        Kernel::AttnPartial { ahd: 128, ag: 7 },
         Kernel::AttnCombine,
         Kernel::ArgmaxPartial,
         Kernel::ArgmaxFinal,
@@ -628,10 +651,10 @@ mod tests {
         let src = key.source();
         assert!(src.contains("const QK: u32 = 256u;\nconst BLOCK_BYTES: u32 = 144u;"));
         assert!(src.contains("struct MatParams {\n    k: u32,"));
-        assert!(src.contains("@group(0) @binding(0) var<storage, read> W: array<u32>;"));
+        assert!(src.contains("@group(0) @binding(0) var<storage, read> W: array<vec4<u32>>;"));
         assert!(src.contains("@group(0) @binding(3) var<storage, read_write> Y: array<f32>;"));
         assert!(src.contains("@group(0) @binding(4) var<uniform> P: MatParams;"));
         assert!(src.contains("@group(0) @binding(5) var<uniform> S: Step;"));
-        assert_eq!(key.to_string(), "matvec.q4_k.wg64.rows4.f32");
+        assert_eq!(key.to_string(), "matvec.q4_k.wg64.lanes64.rows4.f32");
     }
 }

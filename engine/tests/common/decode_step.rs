@@ -6,8 +6,7 @@
 
 use m1_engine::gguf::GgmlType;
 use m1_engine::gpu::{
-    F32Buffer, Gpu, KvCache, KvDtype, Ops, Recording, RopeFreqs, RopeMode, Step, U32Buffer,
-    WeightTensor,
+    F32Buffer, Gpu, KvCache, Ops, Recording, RopeFreqs, RopeMode, Step, U32Buffer, WeightTensor,
 };
 
 const DIM: usize = 64;
@@ -46,7 +45,7 @@ impl DecodeStep {
             WeightTensor::upload(gpu, "w", GgmlType::Q8_0, rows, cols, &bytes).expect("w")
         };
         let z = |n: usize| F32Buffer::zeros(gpu, "a", n).expect("buf");
-        let cache = KvCache::new(gpu, LAYERS, 256, N_KV, HEAD_DIM, KvDtype::preferred(gpu));
+        let cache = KvCache::new(gpu, LAYERS, 256, N_KV, HEAD_DIM);
         let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
             size: std::mem::size_of::<Step>() as u64,

@@ -55,3 +55,15 @@ fn sincos_turns(frac: u32) -> vec2<f32> {
     return out;
 }
 
+
+// KV cache addressing (kv.rs): f16 pairs of adjacent dims in u32 words (pack2x16float, no
+// shader-f16 needed). Dim d of the kv heads' n_kv_heads * head_dim at position pos:
+// K is stored transposed, [dims / 2][n_ctx], so attention's threads, one key each, read
+// consecutive words; V position-major, [n_ctx][dims / 2], read by threads one pair each.
+fn k_word(d: u32, pos: u32, n_ctx: u32) -> u32 {
+    return (d >> 1u) * n_ctx + pos;
+}
+
+fn v_word(d: u32, pos: u32, width: u32) -> u32 {
+    return pos * (width >> 1u) + (d >> 1u);
+}

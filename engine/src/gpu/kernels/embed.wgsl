@@ -14,10 +14,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (id < P.row_base || id - P.row_base >= P.rows) {
         return;
     }
-    let base = (id - P.row_base) * P.row_bytes;
+    let nb = P.dim / QK;
+    let g0 = (id - P.row_base) * nb;
     let n_parts = P.dim / 16u;
     for (var i = lid; i < n_parts; i += 64u) {
-        let w = dequant16(base + (i / PARTS) * BLOCK_BYTES, i % PARTS);
+        var w = dequant16(P.pb, g0 + i / PARTS, i % PARTS);
         let o = tok * P.dim + i * 16u;
         for (var j = 0u; j < 16u; j++) {
             Y[o + j] = w[j];

@@ -313,8 +313,9 @@ pub(super) fn weight_bytes(
     Ok(matrices + vectors)
 }
 
+/// The most bytes one GPU weight part holds: a binding less the padding to 16 bytes.
 fn max_part(gpu: &Gpu) -> u64 {
-    gpu.max_binding().min(MAX_PART_BYTES).saturating_sub(3)
+    gpu.max_binding().min(MAX_PART_BYTES).saturating_sub(15)
 }
 
 /// Runs `f` (which allocates and fills GPU buffers) inside out-of-memory and validation error

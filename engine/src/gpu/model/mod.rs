@@ -15,7 +15,7 @@ mod plan;
 use thiserror::Error;
 
 use super::{
-    F32Buffer, Gpu, GpuError, KvCache, KvDtype, Ops, ReadbackRing, RopeFreqs, Step, Ticket,
+    F32Buffer, Gpu, GpuError, KvCache, Ops, ReadbackRing, RopeFreqs, Step, Ticket, Tuning,
     U32Buffer,
 };
 use crate::gguf::{ByteSource, GgufError, Header, DEFAULT_CHUNK_BYTES};
@@ -81,8 +81,8 @@ pub struct GpuModelOptions {
     pub context: Option<usize>,
     /// Most tokens one batched pass takes; longer prompts run in chunks of this size.
     pub max_prefill: usize,
-    /// KV cache storage; `None` picks f16 where the device has shader-f16.
-    pub kv_dtype: Option<KvDtype>,
+    /// Kernel shapes and arithmetic; `None` picks the adapter's ([`Tuning::for_adapter`]).
+    pub tuning: Option<Tuning>,
     /// Bytes per read while streaming weights (the bound on host memory while loading).
     pub chunk_bytes: usize,
 }
@@ -99,7 +99,7 @@ impl Default for GpuModelOptions {
         Self {
             context: None,
             max_prefill: DEFAULT_MAX_PREFILL,
-            kv_dtype: None,
+            tuning: None,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
         }
     }
@@ -244,7 +244,6 @@ impl GpuModel {
             .unwrap_or(DEFAULT_CONTEXT)
             .clamp(1, config.context_length);
         let max_prefill = options.max_prefill.clamp(1, n_ctx);
-        let kv_dtype = options.kv_dtype.unwrap_or_else(|| KvDtype::preferred(&gpu));
         let u32_of = |what: &'static str, v: usize| {
             u32::try_from(v).map_err(|_| GpuError::OutOfRange {
                 op: "GpuModel::load",
@@ -259,7 +258,7 @@ impl GpuModel {
             u32_of("head_count_kv", config.n_head_kv)?,
             u32_of("head_dim", config.head_dim)?,
         );
-        let kv_bytes = config.kv_cache_bytes(n_ctx, kv_dtype.bytes());
+        let kv_bytes = config.kv_cache_bytes(n_ctx, super::KV_BYTES);
         // Everything the model will hold, known before the first byte is read.
         let mut tally = Tally {
             weights: load::weight_bytes(header, &table, &gpu)?,
@@ -278,14 +277,7 @@ impl GpuModel {
         .await?;
         let weight_bytes = weights.bytes();
         let cache = load::scoped(&gpu, &mut tally, "KV cache", kv_bytes, async {
-            Ok(KvCache::new(
-                &gpu,
-                config.n_layer,
-                n_ctx32,
-                n_kv,
-                head_dim,
-                kv_dtype,
-            )?)
+            Ok(KvCache::new(&gpu, config.n_layer, n_ctx32, n_kv, head_dim)?)
         })
         .await?;
         let scratch = load::scoped(&gpu, &mut tally, "activations", 0, async {
@@ -298,7 +290,10 @@ impl GpuModel {
             f64::from(config.rope_theta),
             None,
         )?;
-        let mut ops = Ops::new(&gpu)?;
+        let tuning = options
+            .tuning
+            .unwrap_or_else(|| Tuning::for_adapter(&gpu.report));
+        let mut ops = Ops::with_tuning(&gpu, tuning)?;
         let plan = load::scoped(&gpu, &mut tally, "the decode step", 0, async {
             let m = Model {
                 config: &config,

@@ -1,9 +1,9 @@
 //! KV cache writes and causal grouped-query attention.
 
-use super::{need, within, Bind, Ops, Recording};
+use super::{key, need, within, Bind, Ops, Recording};
 use crate::gpu::buffers::F32Buffer;
-use crate::gpu::kv::{KvCache, KvDtype};
-use crate::gpu::pipelines::{uniform, Kernel, PipelineKey};
+use crate::gpu::kv::KvCache;
+use crate::gpu::pipelines::{uniform, Kernel};
 use crate::gpu::GpuError;
 
 uniform! {
@@ -14,29 +14,31 @@ uniform! {
         head_dim: u32,
         pos: u32,
         t: u32,
-        /// Keys per chunk, a multiple of AWG.
+        /// Keys per chunk (attention.wgsl's CH).
         chunk: u32,
         n_chunks: u32,
         /// 1 / sqrt(head_dim).
         scale: f32,
         groups_x: u32,
+        /// Positions the cache holds (its K rows' stride).
+        n_ctx: u32,
         _pad0: u32,
         _pad1: u32,
-        _pad2: u32,
     }
 }
 
-/// attention.wgsl keeps q and the per-thread value sums for head_dim <= 256 (4 x 64 threads).
+/// attention.wgsl holds q for head_dim <= 256 in workgroup memory.
 const MAX_HEAD_DIM: u32 = 256;
-const AWG: u32 = 64;
-/// Query heads one attention workgroup serves (a GQA group, or a slice of a larger one).
-const MAX_GROUP: u32 = 8;
+/// Keys per attention chunk (attention.wgsl's CH).
+const CHUNK: u32 = 128;
 
-fn kv_key(kernel: Kernel, cache: &KvCache) -> PipelineKey {
-    PipelineKey {
-        kernel,
-        f16: cache.dtype() == KvDtype::F16,
-    }
+/// attn_partial's head dims held and query heads per workgroup for `head_dim` and a GQA
+/// group of `group` query heads: 8 heads of up to 128 dims, or 4 of up to 256, fit the
+/// kernel's 12 KiB of workgroup memory.
+fn attn_kernel(head_dim: u32, group: u32) -> (Kernel, u32) {
+    let ahd = head_dim.next_multiple_of(64).next_power_of_two();
+    let ag = group.min(if ahd > 128 { 4 } else { 8 });
+    (Kernel::AttnPartial { ahd, ag }, ag)
 }
 
 pub(super) fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), GpuError> {
@@ -90,7 +92,8 @@ impl Ops {
     ) -> Result<(), GpuError> {
         const OP: &str = "kv_write";
         check_target(rec, cache, layer, pos, t)?;
-        let n = t * cache.n_kv_heads() * cache.head_dim();
+        // One thread per cached word (two values).
+        let n = t * cache.n_kv_heads() * cache.head_dim() / 2;
         need(OP, "k rows", n as usize, k.len())?;
         need(OP, "v rows", n as usize, v.len())?;
         if n == 0 {
@@ -103,16 +106,14 @@ impl Ops {
             head_dim: cache.head_dim(),
             pos,
             t,
-            chunk: 0,
-            n_chunks: 0,
-            scale: 0.0,
             groups_x: gx,
+            n_ctx: cache.n_ctx(),
             ..Default::default()
         };
         let (kc, vc) = cache.layer(layer)?;
         self.push(
             rec,
-            kv_key(Kernel::KvWrite, cache),
+            key(Kernel::KvWrite),
             &[
                 Bind::whole(&k.buffer),
                 Bind::whole(&v.buffer),
@@ -158,22 +159,15 @@ impl Ops {
         if t == 0 {
             return Ok(());
         }
-        let head_groups = n_kv * (n_heads / n_kv).div_ceil(MAX_GROUP);
+        let (kernel, ag) = attn_kernel(hd, n_heads / n_kv);
+        let head_groups = n_kv * (n_heads / n_kv).div_ceil(ag);
         self.check_groups(OP, "heads", n_heads.max(head_groups))?;
         self.check_groups(OP, "tokens", t)?;
-        // Split the keys so short batches over long contexts still fill the GPU. A live
-        // recording runs at any position, so its grid covers the whole context; chunks past a
-        // query's keys come out empty.
+        // Chunks of CHUNK keys, one workgroup each, so a long context at one token still
+        // spreads over many. A live recording runs at any position, so its grid covers the
+        // whole context; chunks past a query's keys come out empty.
         let keys = if rec.fixed() { pos + t } else { cache.n_ctx() };
-        let want = self
-            .tuning
-            .attn_target_groups
-            .div_ceil(t * head_groups)
-            .max(1);
-        let chunk = keys
-            .div_ceil(want)
-            .next_multiple_of(AWG)
-            .max(self.tuning.attn_min_chunk);
+        let chunk = CHUNK;
         let n_chunks = keys.div_ceil(chunk);
         self.check_groups(OP, "key chunks", n_chunks)?;
         let scratch_bytes =
@@ -212,12 +206,13 @@ impl Ops {
             n_chunks,
             scale: 1.0 / (hd as f32).sqrt(),
             groups_x: 0,
+            n_ctx: cache.n_ctx(),
             ..Default::default()
         };
         let (kc, vc) = cache.layer(layer)?;
         self.push(
             rec,
-            kv_key(Kernel::AttnPartial, cache),
+            key(kernel),
             &[
                 Bind::whole(&q.buffer),
                 Bind::whole(kc),
@@ -229,7 +224,7 @@ impl Ops {
         );
         self.push(
             rec,
-            kv_key(Kernel::AttnCombine, cache),
+            key(Kernel::AttnCombine),
             &[Bind::whole(&scratch), Bind::whole(&out.buffer)],
             &params,
             [n_heads, t, 1],

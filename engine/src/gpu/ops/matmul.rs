@@ -2,7 +2,7 @@
 
 use super::{key, need, Bind, Epilogue, Ops, Recording, RopeFreqs, RopeMode};
 use crate::gpu::buffers::{F32Buffer, U32Buffer, WeightTensor};
-use crate::gpu::kv::{KvCache, KvDtype};
+use crate::gpu::kv::KvCache;
 use crate::gpu::pipelines::{uniform, Kernel, PipelineKey};
 use crate::gpu::GpuError;
 
@@ -21,7 +21,9 @@ uniform! {
         y_row: u32,
         /// The stride of y between tokens.
         n_out: u32,
-        row_bytes: u32,
+        /// Blocks in the bound weight part (its rows times the blocks of a row): where each
+        /// region of a split layout starts.
+        pb: u32,
         has_bias: u32,
         groups_x: u32,
         /// Tokens (the mat-mat path).
@@ -38,8 +40,9 @@ uniform! {
         neox: u32,
         /// Position offset, added to the step's.
         pos: u32,
+        /// Positions the KV cache holds (its K rows' stride).
+        n_ctx: u32,
         _pad0: u32,
-        _pad1: u32,
     }
 }
 
@@ -49,7 +52,8 @@ uniform! {
         dim: u32,
         rows: u32,
         row_base: u32,
-        row_bytes: u32,
+        /// Blocks in the bound part.
+        pb: u32,
         t: u32,
         groups_x: u32,
         _pad0: u32,
@@ -57,13 +61,35 @@ uniform! {
     }
 }
 
-/// Mat-mat tile: 64 rows x 32 tokens per 128-thread workgroup, a 4 x 4 register tile per
-/// thread (12.7 KiB of workgroup memory, under the 16 KiB WebGPU guarantees); batches of up to
-/// 16 tokens use a 16-token tile (4 x 2 per thread) to waste less work on padding.
+/// Mat-mat tile: 64 rows by 16, 32 or 64 tokens, a 4 x 4 register tile per thread (64, 128 or
+/// 256 threads). The token tile is the batch rounded up to 16 or 32 for short batches (less
+/// work on padding) and 64 for longer ones, so each dequantized weight tile serves 64 tokens;
+/// 64 x 64 with K steps of 32 fills the 16 KiB of workgroup memory WebGPU guarantees.
 const TILE_ROWS: u32 = 64;
-const TILE_TOKENS: u32 = 32;
-const SMALL_TILE_TOKENS: u32 = 16;
-const TILE_WG: u32 = 128;
+
+fn matmat_kernel(ty: crate::gguf::GgmlType, t: u32) -> Kernel {
+    let tile_tokens = match t {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    };
+    Kernel::MatMat {
+        ty,
+        tile_rows: TILE_ROWS,
+        tile_tokens,
+        wg: TILE_ROWS * tile_tokens / 16,
+    }
+}
+
+/// Elements one mat-vec thread takes per step (one chunk, `kernels/matvec.wgsl`).
+fn chunk_elems(ty: crate::gguf::GgmlType) -> u32 {
+    use crate::gguf::GgmlType as T;
+    match ty {
+        T::Q6K => 64,
+        T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 | T::Q8_0 | T::Q4K | T::Q5K => 32,
+        _ => 16,
+    }
+}
 
 /// Where a fused `[q; k; v]` weight's rows go (see [`Ops::matvec_rope_kv`]).
 #[derive(Debug, Clone, Copy)]
@@ -97,8 +123,6 @@ struct MatJob<'a> {
     t: u32,
     kernel: Kernel,
     rows_per_group: u32,
-    /// Compiled with `kv_t = f16` (the epilogue writes an f16 KV cache).
-    f16_cache: bool,
 }
 
 impl Ops {
@@ -148,23 +172,9 @@ impl Ops {
         }
         let ty = w.ty();
         let (kernel, rows_per_group) = if t == 1 {
-            (
-                self.matvec_kernel(ty, Epilogue::Plain),
-                self.tuning.matvec_rows,
-            )
+            self.matvec_kernel(ty, k, n, Epilogue::Plain)
         } else {
-            let tile_tokens = if t <= SMALL_TILE_TOKENS {
-                SMALL_TILE_TOKENS
-            } else {
-                TILE_TOKENS
-            };
-            let kernel = Kernel::MatMat {
-                ty,
-                tile_rows: TILE_ROWS,
-                tile_tokens,
-                wg: TILE_WG,
-            };
-            (kernel, TILE_ROWS)
+            (matmat_kernel(ty, t), TILE_ROWS)
         };
         let job = MatJob {
             w,
@@ -176,7 +186,6 @@ impl Ops {
             t,
             kernel,
             rows_per_group,
-            f16_cache: false,
         };
         self.mat(rec, OP, &job, &[&y.buffer], MatParams::default())
     }
@@ -200,6 +209,7 @@ impl Ops {
             x.len(),
         )?;
         need(OP, "y", w.rows() as usize, y.len())?;
+        let (kernel, rows_per_group) = self.matvec_kernel(w.ty(), k, w.rows(), Epilogue::Plain);
         let job = MatJob {
             w,
             first: 0,
@@ -208,9 +218,8 @@ impl Ops {
             x_row,
             bias: None,
             t: 1,
-            kernel: self.matvec_kernel(w.ty(), Epilogue::Plain),
-            rows_per_group: self.tuning.matvec_rows,
-            f16_cache: false,
+            kernel,
+            rows_per_group,
         };
         self.mat(rec, OP, &job, &[&y.buffer], MatParams::default())
     }
@@ -236,7 +245,9 @@ impl Ops {
         }
         need(OP, "x", w.cols() as usize, x.len())?;
         need(OP, "y", w.rows() as usize / 2, y.len())?;
-        let rows = self.tuning.matvec_rows;
+        // Each workgroup reads rows / 2 gate rows and as many up rows.
+        let (kernel, rows_per_group) =
+            self.matvec_kernel(w.ty(), w.cols(), w.rows(), Epilogue::SwiGlu);
         let job = MatJob {
             w,
             first: 0,
@@ -245,10 +256,8 @@ impl Ops {
             x_row: 0,
             bias: None,
             t: 1,
-            kernel: self.matvec_kernel(w.ty(), Epilogue::SwiGlu),
-            // Each workgroup reads rows / 2 gate rows and as many up rows.
-            rows_per_group: rows,
-            f16_cache: false,
+            kernel,
+            rows_per_group,
         };
         self.mat(rec, OP, &job, &[&y.buffer], MatParams::default())
     }
@@ -297,10 +306,12 @@ impl Ops {
             2,
             u64::from(cache.head_dim()),
         )?;
-        if hd != cache.head_dim() || !hd.is_multiple_of(2) {
+        // Each thread of the epilogue stores two consecutive rotation pairs as two cache
+        // words: a head holds whole pairs of pairs, and so does NEOX's rotated half.
+        if hd != cache.head_dim() || !hd.is_multiple_of(4) {
             return Err(GpuError::Shape {
                 op: OP,
-                what: "head_dim (the cache's, even)".to_string(),
+                what: "head_dim (the cache's, a multiple of 4)".to_string(),
                 expected: u64::from(cache.head_dim()),
                 got: u64::from(hd),
             });
@@ -317,6 +328,14 @@ impl Ops {
             }
         }
         super::within(OP, "n_rot", u64::from(freqs.n_rot()), 2, u64::from(hd))?;
+        if layout.mode == RopeMode::Neox && !freqs.n_rot().is_multiple_of(4) {
+            return Err(GpuError::NotMultiple {
+                op: OP,
+                what: "n_rot (NEOX)",
+                value: u64::from(freqs.n_rot()),
+                multiple: 4,
+            });
+        }
         if rec.fixed() {
             super::attention::check_span(cache, layer, pos, 1)?;
         }
@@ -330,6 +349,8 @@ impl Ops {
                 b.len(),
             )?;
         }
+        let (kernel, rows_per_group) =
+            self.matvec_kernel(w.ty(), w.cols(), w.rows(), Epilogue::RopeKv);
         let job = MatJob {
             w,
             first: 0,
@@ -338,9 +359,8 @@ impl Ops {
             x_row: 0,
             bias,
             t: 1,
-            kernel: self.matvec_kernel(w.ty(), Epilogue::RopeKv),
-            rows_per_group: self.tuning.matvec_rows,
-            f16_cache: cache.dtype() == KvDtype::F16,
+            kernel,
+            rows_per_group,
         };
         let (kc, vc) = cache.layer(layer)?;
         let extra = MatParams {
@@ -351,19 +371,43 @@ impl Ops {
             n_rot: freqs.n_rot(),
             neox: u32::from(layout.mode == RopeMode::Neox),
             pos,
+            n_ctx: cache.n_ctx(),
             ..MatParams::default()
         };
         let turns = freqs.turns();
         self.mat(rec, OP, &job, &[&q.buffer, kc, vc, turns], extra)
     }
 
-    fn matvec_kernel(&self, ty: crate::gguf::GgmlType, epilogue: Epilogue) -> Kernel {
-        Kernel::MatVec {
+    /// The decode mat-vec for `n` rows of `k` elements of type `ty` and its rows per
+    /// workgroup (see [`Tuning`] for how the shape is chosen).
+    fn matvec_kernel(
+        &self,
+        ty: crate::gguf::GgmlType,
+        k: u32,
+        n: u32,
+        epilogue: Epilogue,
+    ) -> (Kernel, u32) {
+        let chunks = k.div_ceil(chunk_elems(ty)).max(1);
+        let (wg, lanes, rows) = self.tuning.matvec_shape(chunks, n);
+        // Every group of lanes reads as many rows; the rope_kv epilogue stores two
+        // consecutive rotation pairs per thread, the SwiGLU one a gate row and its up row.
+        let multiple = match epilogue {
+            Epilogue::RopeKv => 4,
+            Epilogue::SwiGlu => 2,
+            Epilogue::Plain => 1,
+        };
+        // The reduction's workgroup memory: rows x lanes f32 within 16 KiB.
+        let rows = rows
+            .next_multiple_of(multiple.max(wg / lanes))
+            .min(4096 / lanes);
+        let kernel = Kernel::MatVec {
             ty,
-            rows: self.tuning.matvec_rows,
-            wg: self.tuning.matvec_wg,
+            rows,
+            wg,
+            lanes,
             epilogue,
-        }
+        };
+        (kernel, rows)
     }
 
     /// Dispatches `job` once per weight part it touches; `outputs` are the bindings after W,
@@ -399,7 +443,7 @@ impl Ops {
                 b_row: lo,
                 y_row: lo - job.first,
                 n_out: job.rows,
-                row_bytes: w.row_bytes() as u32,
+                pb: part.rows * w.blocks_per_row() as u32,
                 has_bias: u32::from(job.bias.is_some()),
                 groups_x: gx,
                 t: job.t,
@@ -416,7 +460,7 @@ impl Ops {
             bindings.extend(outputs.iter().map(|b| Bind::whole(b)));
             let key = PipelineKey {
                 kernel: job.kernel,
-                f16: job.f16_cache,
+                f16: self.f16_math && matches!(job.kernel, Kernel::MatVec { .. }),
             };
             self.push(rec, key, &bindings, &params, [gx, gy, token_groups]);
         }
@@ -451,7 +495,7 @@ impl Ops {
                 dim,
                 rows: part.rows,
                 row_base: part.first_row,
-                row_bytes: table.row_bytes() as u32,
+                pb: part.rows * table.blocks_per_row() as u32,
                 t,
                 groups_x: gx,
                 ..Default::default()

@@ -5,10 +5,10 @@ fn row_of(group: u32, r: u32) -> u32 {
 }
 
 fn epilogue(lid: u32, group: u32) {
-    if (lid < ROWS) {
-        let row = row_of(group, lid);
+    for (var r = lid; r < ROWS; r += WG) {
+        let row = row_of(group, r);
         if (row < P.rows) {
-            var v = red[lid * WG];
+            var v = result(r);
             if (P.has_bias != 0u) {
                 v += BIAS[P.b_row + row];
             }

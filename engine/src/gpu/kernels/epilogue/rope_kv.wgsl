@@ -3,7 +3,9 @@
 // rotates q and k (RoPE) and stores q, and k and v straight into the KV cache at pos. Each
 // workgroup reads ROWS / 2 pairs of rows, so both halves of a rotation meet here: the pairs
 // of NEOX rotation (qwen2) are (i, i + n_rot / 2) of a head, of NORMAL (llama) (2i, 2i + 1);
-// dims past n_rot, and v, pair up unrotated.
+// dims past n_rot, and v, pair up unrotated. The cache holds f16 pairs of adjacent dims in
+// one word (kv.rs), so each thread stores two consecutive pairs (ROWS is a multiple of 4):
+// between them they hold two whole words whichever way the rows pair.
 
 const PAIRS: u32 = ROWS / 2u;
 const NO_ROT: u32 = 0xFFFFFFFFu;
@@ -37,37 +39,51 @@ fn row_of(group: u32, r: u32) -> u32 {
     return select(rows.x, rows.y, (r & 1u) == 1u);
 }
 
-fn store(row: u32, pos: u32, v: f32) {
+// Pair p's two values, bias added and rotated.
+fn finish_pair(rows: vec3<u32>, x: vec2<f32>, pos: u32) -> vec2<f32> {
+    var v = x;
+    if (P.has_bias != 0u) {
+        v += vec2<f32>(BIAS[P.b_row + rows.x], BIAS[P.b_row + rows.y]);
+    }
+    if (rows.z != NO_ROT) {
+        let turns = TURNS[rows.z];
+        let sc = sincos_turns(pos * turns.x + mul_hi(pos, turns.y));
+        v = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
+    }
+    return v;
+}
+
+// Rows `row` and `row + 1` (even `row`, both in one region).
+fn store2(row: u32, pos: u32, v: vec2<f32>) {
     let kv_start = P.q_rows + P.k_rows;
     if (row < P.q_rows) {
-        Q[P.y_row + row] = v;
+        Q[P.y_row + row] = v.x;
+        Q[P.y_row + row + 1u] = v.y;
     } else if (row < kv_start) {
-        K_DST[pos * P.kv_width + row - P.q_rows] = kv_t(v);
+        K_DST[k_word(row - P.q_rows, pos, P.n_ctx)] = pack2x16float(v);
     } else {
-        V_DST[pos * P.kv_width + row - kv_start] = kv_t(v);
+        V_DST[v_word(row - kv_start, pos, P.kv_width)] = pack2x16float(v);
     }
 }
 
 fn epilogue(lid: u32, group: u32) {
-    let p = group * PAIRS + lid;
-    if (lid >= PAIRS || 2u * p >= P.rows) {
-        return;
-    }
-    let rows = pair_rows(p);
-    var x0 = red[2u * lid * WG];
-    var x1 = red[(2u * lid + 1u) * WG];
-    if (P.has_bias != 0u) {
-        x0 += BIAS[P.b_row + rows.x];
-        x1 += BIAS[P.b_row + rows.y];
-    }
     let pos = P.pos + S.pos;
-    if (rows.z != NO_ROT) {
-        let turns = TURNS[rows.z];
-        let sc = sincos_turns(pos * turns.x + mul_hi(pos, turns.y));
-        let r0 = x0 * sc.y - x1 * sc.x;
-        x1 = x0 * sc.x + x1 * sc.y;
-        x0 = r0;
+    for (var t = lid; 2u * t < PAIRS; t += WG) {
+        let p = group * PAIRS + 2u * t;
+        if (2u * p >= P.rows) {
+            break;
+        }
+        let ra = pair_rows(p);
+        let rb = pair_rows(p + 1u);
+        let a = finish_pair(ra, vec2<f32>(result(4u * t), result(4u * t + 1u)), pos);
+        let b = finish_pair(rb, vec2<f32>(result(4u * t + 2u), result(4u * t + 3u)), pos);
+        if (ra.y == ra.x + 1u) {
+            store2(ra.x, pos, a);
+            store2(rb.x, pos, b);
+        } else {
+            // Rotated NEOX pairs (i, i + half) and (i + 1, i + 1 + half).
+            store2(ra.x, pos, vec2<f32>(a.x, b.x));
+            store2(ra.y, pos, vec2<f32>(a.y, b.y));
+        }
     }
-    store(rows.x, pos, x0);
-    store(rows.y, pos, x1);
 }

@@ -14,10 +14,12 @@ fn row_of(group: u32, r: u32) -> u32 {
 }
 
 fn epilogue(lid: u32, group: u32) {
-    let j = group * HALF + lid;
-    if (lid < HALF && j < P.rows / 2u) {
-        let g = red[lid * WG];
-        let u = red[(lid + HALF) * WG];
-        Y[P.y_row + j] = g / (1.0 + exp(-g)) * u;
+    for (var r = lid; r < HALF; r += WG) {
+        let j = group * HALF + r;
+        if (j < P.rows / 2u) {
+            let g = result(r);
+            let u = result(r + HALF);
+            Y[P.y_row + j] = g / (1.0 + exp(-g)) * u;
+        }
     }
 }
