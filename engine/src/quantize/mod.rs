@@ -25,8 +25,8 @@ pub use hf::{Arch, HfConfig};
 pub use names::{map_name, rope_permutation, Mapped};
 pub use pipeline::{encode, Progress, CHUNK_ELEMENTS};
 pub use recipe::{fallback, tensor_type, use_more_bits, FileType};
-pub use safetensors::{Checkpoint, Dtype, SourceTensor};
-pub use vocab::{read_vocab, GgufVocab};
+pub use safetensors::{parse_shard_header, shard_header_len, Checkpoint, Dtype, SourceTensor};
+pub use vocab::{read_vocab, vocab_from_json, GgufVocab};
 
 use crate::gguf::{Layout, TensorSpec, Value, WriteError};
 

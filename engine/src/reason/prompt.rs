@@ -140,6 +140,18 @@ pub fn parse_medqa(json: &str) -> Result<LabeledQuestion, ReasonError> {
     })
 }
 
+/// The records of a MedQA-style JSONL text: one JSON object per non-empty line, each with
+/// its 1-based line number. Parsing stops at nothing: the caller decides whether a bad
+/// record ends the file (the CLI's `--questions` does) and how many to take.
+pub fn medqa_records(
+    text: &str,
+) -> impl Iterator<Item = (usize, Result<LabeledQuestion, ReasonError>)> + '_ {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (i + 1, parse_medqa(line)))
+}
+
 #[derive(Deserialize)]
 struct RawRecord {
     question: String,
