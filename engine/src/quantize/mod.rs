@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-pub use hf::{Arch, HfConfig};
+pub use hf::{Arch, HfConfig, MAX_VOCAB};
 pub use names::{map_name, rope_permutation, Mapped};
 pub use pipeline::{encode, Progress, CHUNK_ELEMENTS};
 pub use recipe::{fallback, tensor_type, use_more_bits, FileType};

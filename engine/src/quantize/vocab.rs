@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use super::hf::{read_json, read_optional_json};
+use super::hf::{read_json, read_optional_json, MAX_VOCAB};
 use super::QuantizeError;
 use crate::gguf::{Array, Value};
 
@@ -221,7 +221,14 @@ pub fn vocab_from_json(
     }
     let pre = pre_tokenizer_name(path, tok.get("pre_tokenizer").unwrap_or(&Json::Null))?;
 
-    let n = usize::try_from(vocab_size).map_err(|_| bad(path, "vocab_size too large"))?;
+    // One entry per id is allocated below: refuse what config.json could not have passed.
+    if vocab_size > MAX_VOCAB {
+        return Err(bad(
+            path,
+            format!("vocab_size {vocab_size} exceeds the converter's limit of {MAX_VOCAB}"),
+        ));
+    }
+    let n = vocab_size as usize;
     let mut tokens: Vec<Option<String>> = vec![None; n];
     let mut types = vec![UNUSED; n];
     let vocab = model
@@ -413,6 +420,22 @@ pub fn vocab_from_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz finding (fuzz/regressions/hf_folder/huge-vocab-size): the vocabulary was sized
+    /// by the caller's vocab_size before any check.
+    #[test]
+    fn an_absurd_vocab_size_is_refused_before_allocating() {
+        let tok = serde_json::json!({
+            "pre_tokenizer": {"type": "ByteLevel", "use_regex": true},
+            "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]},
+        });
+        let p = Path::new("tokenizer.json");
+        let err = vocab_from_json(p, &tok, p, None, 1 << 40, &[], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds the converter's limit"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn pre_tokenizers_are_recognised_by_regex() {
