@@ -27,9 +27,18 @@ pub struct PartialRecord {
 
 impl Index {
     /// The index a stored `index.json` describes. Text that is not an index reads as an
-    /// empty one: the cache then lists nothing rather than failing the page.
+    /// empty one: the cache then lists nothing rather than failing the page. A partial
+    /// download whose ranges are not what [`PartialRecord::cover`] keeps (sorted, apart,
+    /// inside the file) holds nothing the loader can trust: it is kept, listed, with no
+    /// ranges, so a resume fetches it all again.
     pub fn parse(text: &str) -> Index {
-        serde_json::from_str(text).unwrap_or_default()
+        let mut index: Index = serde_json::from_str(text).unwrap_or_default();
+        for p in &mut index.partials {
+            if !p.ranges_are_sound() {
+                p.covered.clear();
+            }
+        }
+        index
     }
 
     pub fn to_json(&self) -> Result<String, String> {
@@ -63,6 +72,16 @@ impl PartialRecord {
             size: self.size,
             sha256: None,
         }
+    }
+
+    /// Sorted, apart (merged), not reversed, and inside the file: the shape `cover` keeps.
+    fn ranges_are_sound(&self) -> bool {
+        let mut prev_end = None;
+        self.covered.iter().all(|&(s, e)| {
+            let sound = s <= e && e <= self.size && prev_end.is_none_or(|p| s > p);
+            prev_end = Some(e);
+            sound
+        })
     }
 
     /// Whether the recorded ranges lie inside a copy of `len` bytes (a copy cut short by a
@@ -113,5 +132,57 @@ impl PartialRecord {
             }
         }
         (false, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzz finding (fuzz/regressions/cache_index/ranges-reversed): a stored range with its
+    /// end before its start underflowed the "bytes kept" of the cache list (a panic in a
+    /// debug build, a wrapped count in release) and misled the resuming loader.
+    #[test]
+    fn unsound_ranges_are_dropped_on_read() {
+        for covered in [
+            "[[6,2],[0,1]]",
+            "[[0,5],[8,20]]",
+            "[[0,5],[3,8]]",
+            "[[0,5],[5,8]]",
+            "[[0,18446744073709551615],[0,18446744073709551615]]",
+        ] {
+            let text = format!(
+                r#"{{"entries":[],"partials":[{{"file":"a","url":"u","size":10,"covered":{covered}}}]}}"#
+            );
+            let index = Index::parse(&text);
+            assert_eq!(index.partials.len(), 1, "{covered}: the copy stays listed");
+            let p = &index.partials[0];
+            assert!(p.covered.is_empty(), "{covered}: kept {:?}", p.covered);
+            assert_eq!(p.to_entry().incomplete, Some(0));
+            assert_eq!(p.gaps(), vec![(0, 10)]);
+        }
+        let sound = r#"{"entries":[],"partials":[{"file":"a","url":"u","size":10,"covered":[[0,2],[4,10]]}]}"#;
+        assert_eq!(
+            Index::parse(sound).partials[0].covered,
+            vec![(0, 2), (4, 10)]
+        );
+    }
+
+    #[test]
+    fn what_cover_writes_reads_back() {
+        let mut p = PartialRecord {
+            file: "m.gguf".into(),
+            url: "u".into(),
+            size: 100,
+            covered: Vec::new(),
+        };
+        for (s, e) in [(50, 60), (0, 10), (10, 20), (55, 70), (90, 90), (30, 30)] {
+            p.cover(s, e);
+        }
+        let mut index = Index::default();
+        index.keep_partial(&p);
+        let back = Index::parse(&index.to_json().unwrap());
+        assert_eq!(back, index);
+        assert_eq!(back.partials[0].to_entry().incomplete, Some(40));
     }
 }
