@@ -87,7 +87,7 @@ impl PartialRecord {
     /// Whether the recorded ranges lie inside a copy of `len` bytes (a copy cut short by a
     /// crash before its flush holds less than its record says).
     pub fn fits(&self, len: u64) -> bool {
-        !self.covered.last().is_some_and(|&(_, end)| end > len)
+        self.covered.last().is_none_or(|&(_, end)| end <= len)
     }
 
     /// Adds `[start, end)` to the ranges held, keeping them sorted and merged.
