@@ -480,6 +480,13 @@ pub fn parse(prefix: &[u8], file_size: u64) -> Result<Header, GgufError> {
         let Some(size) = ggml_type.bytes_for(n_elements) else {
             return Err(GgufError::DimsOverflow { name, dims });
         };
+        // A row's bytes must fit too (ggml's nb[1] is an int64): with a zero dimension the
+        // tensor is empty whatever ne0 is, and a huge ne0 overflowed `row_size`, which the
+        // tensor stream computes for every tensor.
+        let row_bytes = (ne0 / ggml_type.block_size()).checked_mul(ggml_type.type_size());
+        if row_bytes.is_none_or(|b| b > i64::MAX as u64) {
+            return Err(GgufError::DimsOverflow { name, dims });
+        }
         if !offset.is_multiple_of(alignment) {
             return Err(GgufError::MisalignedTensor {
                 name,
