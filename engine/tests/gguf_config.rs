@@ -264,3 +264,51 @@ fn the_weight_table_of_a_thousand_layers_resolves_in_linear_time() {
     // ~10 ms indexed; the scan took 0.45 s for these three passes (test profile).
     assert!(start.elapsed().as_millis() < 150, "{:?}", start.elapsed());
 }
+
+/// Found reviewing the config checks for the gguf fuzz target: head count and key length
+/// were bounded one by one (2^20 each), so their product (the query width) overflowed usize
+/// on wasm32 and the KV cache's byte count overflowed u64 natively; a rope base of 0, a
+/// negative or an infinite one passed and made every RoPE angle NaN.
+#[test]
+fn widths_bounded_together_and_rope_base_positive() {
+    let with = |extra: Vec<(String, u32, Vec<u8>)>| {
+        let k = |x: &str| format!("llama.{x}");
+        let mut kvs = vec![
+            ("general.architecture".to_string(), 8, s("llama")),
+            (k("block_count"), 4, u(1024)),
+            (k("embedding_length"), 4, u(8)),
+            (k("feed_forward_length"), 4, u(16)),
+            (k("attention.head_count"), 4, u(1 << 19)),
+            (k("attention.layer_norm_rms_epsilon"), 6, f(1e-5)),
+            (k("context_length"), 4, u(1 << 24)),
+            (k("vocab_size"), 4, u(10)),
+        ];
+        kvs.retain(|(key, _, _)| extra.iter().all(|(e, _, _)| e != key));
+        kvs.extend(extra);
+        let bytes = gguf(&kvs, &[]);
+        ModelConfig::from_header(&parse(&bytes, bytes.len() as u64).unwrap())
+    };
+    let key_length = |v: u32| ("llama.attention.key_length".to_string(), 4, u(v));
+    let err = with(vec![key_length(4)]).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidValue { key, .. } if key == "llama.attention.key_length"),
+        "{err}"
+    );
+    // At the limit the KV cache is counted without overflow: 2 x 1024 layers x 2^24
+    // positions x 2^20 wide x 4 bytes.
+    let c = with(vec![key_length(2)]).unwrap();
+    assert_eq!(c.kv_cache_bytes(c.context_length, 4), 1 << 57);
+    assert_eq!(c.kv_cache_bytes(usize::MAX, u64::MAX), u64::MAX);
+
+    for base in [0.0f32, -1.0, f32::INFINITY, f32::NAN] {
+        let err = with(vec![
+            key_length(2),
+            ("llama.rope.freq_base".to_string(), 6, f(base)),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, .. } if key == "llama.rope.freq_base"),
+            "{base}: {err}"
+        );
+    }
+}
