@@ -398,8 +398,13 @@ mod seeds {
                 kv(&format!("{arch}.vocab_size"), Value::U32(v as u32)),
                 kv("general.alignment", Value::U32(32)),
             ];
-            if let Some(vocab) = vocab.filter(|_| name == "qwen2-f32") {
-                md.extend(vocab.iter().cloned());
+            if name == "qwen2-f32" {
+                // The optional keys, so the fuzzer meets them: explicit head width and
+                // rotary dimensions, rope scaling, and a vocabulary.
+                md.push(kv(&format!("{arch}.attention.key_length"), Value::U32(hd as u32)));
+                md.push(kv(&format!("{arch}.rope.dimension_count"), Value::U32(hd as u32)));
+                md.push(kv(&format!("{arch}.rope.scaling.type"), s("none")));
+                md.extend(vocab.into_iter().flatten().cloned());
             }
             let t = |name: &str, dims: &[u64], ty: GgmlType| TensorSpec {
                 name: name.to_string(),
