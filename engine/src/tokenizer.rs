@@ -351,7 +351,9 @@ impl Tokenizer {
         let id = |key: &'static str| -> Result<Option<u32>, TokenizerError> {
             match md.opt_u64(key)? {
                 None => Ok(None),
-                Some(v) if (v as usize) < n => Ok(Some(v as u32)),
+                // Compared as u64: on wasm32 `v as usize` would drop the high bits and let
+                // 2^32 + 1 through as id 1.
+                Some(v) if v < n as u64 => Ok(Some(v as u32)),
                 Some(v) => Err(TokenizerError::TokenIdOutOfRange {
                     key,
                     id: v,

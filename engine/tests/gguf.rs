@@ -291,6 +291,33 @@ fn giant_counts_and_lengths_are_refused_without_allocating() {
     assert!(matches!(err(&w.0), GgufError::CountTooLarge { .. }));
 }
 
+/// Fuzz finding (gguf, fuzz/regressions/gguf/crash-10c835ba...): an empty tensor (one
+/// dimension 0) whose first dimension is 0x7000000000000020 passed the element count check
+/// (0 elements), and its row size, ne0 x 4 bytes, overflowed when the tensor stream asked
+/// for it.
+#[test]
+fn an_empty_tensor_with_a_huge_row_is_refused() {
+    let mut w = W::default();
+    w.header(3, 1, 0)
+        .tensor("t", &[0x7000_0000_0000_0020, 0], 0, 0)
+        .pad_to(32);
+    assert_eq!(
+        err(&w.0),
+        GgufError::DimsOverflow {
+            name: "t".into(),
+            dims: vec![0x7000_0000_0000_0020, 0]
+        }
+    );
+    // An empty tensor with an ordinary row is fine, and streams as one empty chunk.
+    let mut w = W::default();
+    w.header(3, 1, 0).tensor("t", &[32, 0], 0, 0).pad_to(32);
+    let h = parse(&w.0, w.0.len() as u64).unwrap();
+    assert_eq!((h.tensors[0].size, h.tensors[0].row_size()), (0, 128));
+    let mut stream = TensorStream::new(&h, SliceSource::new(&w.0), 64);
+    let chunk = block_on(stream.next_chunk()).unwrap().unwrap();
+    assert!(chunk.last && chunk.data.is_empty());
+}
+
 #[test]
 fn malformed_values_and_tensors_are_named() {
     let mut w = W::default();

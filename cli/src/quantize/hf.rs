@@ -13,6 +13,12 @@ use m1_engine::model::Architecture;
 
 use super::QuantizeError;
 
+/// The largest `vocab_size` converted: the vocabulary is built with one entry per id before
+/// the checkpoint is opened, so an absurd value in a 1 KB config.json must not size it.
+/// 2^20 is 4x Gemma's 262k and 7x Qwen2.5's 152k; the GGUF header of a larger vocabulary
+/// (~20 bytes a token) would pass the engine's 64 MiB header limit anyway.
+pub const MAX_VOCAB: u64 = 1 << 20;
+
 /// The hyperparameters of `config.json`, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HfConfig {
@@ -196,6 +202,13 @@ impl HfConfig {
                 token_ids.push((typ, id));
             }
         }
+        let vocab_size = f.count("vocab_size")?;
+        if vocab_size > MAX_VOCAB {
+            return Err(f.bad(
+                "vocab_size",
+                format!("{vocab_size} exceeds the converter's limit of {MAX_VOCAB}"),
+            ));
+        }
         Ok(Self {
             arch,
             hidden_size,
@@ -206,7 +219,7 @@ impl HfConfig {
             rms_norm_eps,
             rope_theta,
             context_length: f.count("max_position_embeddings")?,
-            vocab_size: f.count("vocab_size")?,
+            vocab_size,
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             token_ids,
         })
@@ -244,4 +257,34 @@ pub fn model_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vocab_size: u64) -> Json {
+        serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 512, "vocab_size": vocab_size,
+        })
+    }
+
+    /// Fuzz finding (fuzz/regressions/hf_folder/huge-vocab-size): vocab_size 4e9 made the
+    /// converter allocate 96 GB for the vocabulary before opening a shard.
+    #[test]
+    fn an_absurd_vocab_size_is_refused_by_name() {
+        let path = Path::new("config.json");
+        assert!(HfConfig::from_json(path, &config(MAX_VOCAB)).is_ok());
+        let err = HfConfig::from_json(path, &config(4_000_000_000)).unwrap_err();
+        assert!(
+            matches!(&err, QuantizeError::Config { key, .. } if key == "vocab_size"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("exceeds the converter's limit"),
+            "{err}"
+        );
+    }
 }

@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-pub use hf::HfConfig;
+pub use hf::{HfConfig, MAX_VOCAB};
 pub use pipeline::{Progress, CHUNK_ELEMENTS};
-pub use safetensors::{Checkpoint, Dtype, SourceTensor};
-pub use vocab::{read_vocab, GgufVocab};
+pub use safetensors::{parse_shard_header, shard_header_len, Checkpoint, Dtype, SourceTensor};
+pub use vocab::{read_vocab, vocab_from_json, GgufVocab};
 
 use m1_engine::gguf::{GgmlType, Layout, TensorSpec, Value, WriteError};
 use m1_engine::model::{Architecture, ModelConfig, RopeType, WeightTable};

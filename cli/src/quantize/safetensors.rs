@@ -228,8 +228,7 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::R
     Ok(())
 }
 
-/// Parses one shard's header and checks every tensor's byte range against its shape and
-/// the file's size, so a later read can never run past the file or overlap another tensor.
+/// Reads one shard's header and checks it (see [`parse_shard_header`]).
 fn read_header(
     path: &Path,
     file: &File,
@@ -243,16 +242,46 @@ fn read_header(
     let mut len = [0u8; 8];
     read_exact_at(file, &mut len, 0)
         .map_err(|_| malformed(path, format!("{file_size} bytes: too short for a header")))?;
-    let n = u64::from_le_bytes(len);
+    let n = shard_header_len(path, len, file_size)?;
+    let mut header = vec![0u8; n as usize];
+    read_exact_at(file, &mut header, 8).map_err(io)?;
+    parse_shard_header(path, &header, file_size, shard)
+}
+
+/// The header length a shard's first 8 bytes state, checked against the file's size and
+/// [`MAX_HEADER_BYTES`] before anything is allocated from it.
+pub fn shard_header_len(
+    path: &Path,
+    first8: [u8; 8],
+    file_size: u64,
+) -> Result<u64, QuantizeError> {
+    let n = u64::from_le_bytes(first8);
     if n > MAX_HEADER_BYTES || 8 + n > file_size {
         return Err(malformed(
             path,
             format!("header length {n} does not fit the {file_size}-byte file"),
         ));
     }
-    let mut header = vec![0u8; n as usize];
-    read_exact_at(file, &mut header, 8).map_err(io)?;
-    let json: Json = serde_json::from_slice(&header)
+    Ok(n)
+}
+
+/// Parses one shard's JSON header (the `header.len()` bytes after the length) and checks
+/// every tensor's byte range against its shape and the file's size, so a later read can
+/// never run past the file. A pure function of the bytes: the fuzz target calls it.
+pub fn parse_shard_header(
+    path: &Path,
+    header: &[u8],
+    file_size: u64,
+    shard: usize,
+) -> Result<Vec<(String, SourceTensor)>, QuantizeError> {
+    let n = header.len() as u64;
+    if 8 + n > file_size {
+        return Err(malformed(
+            path,
+            format!("header length {n} does not fit the {file_size}-byte file"),
+        ));
+    }
+    let json: Json = serde_json::from_slice(header)
         .map_err(|e| malformed(path, format!("header is not JSON: {e}")))?;
     let map = json
         .as_object()

@@ -24,7 +24,7 @@ use serde_json::Value as Json;
 use m1_engine::gguf::{Array, Value};
 use m1_engine::tokenizer::{HfSplit, PreTokenizer, PRE_TOKENIZERS};
 
-use super::hf::{read_json, read_optional_json};
+use super::hf::{read_json, read_optional_json, MAX_VOCAB};
 use super::QuantizeError;
 
 /// llama.cpp `llama_token_type` values written in `tokenizer.ggml.token_type`.
@@ -173,29 +173,81 @@ pub fn read_vocab(
 ) -> Result<GgufVocab, QuantizeError> {
     let path = dir.join("tokenizer.json");
     let tok = read_json(&path)?;
+    let config_path = dir.join("tokenizer_config.json");
+    let config = read_optional_json(dir, "tokenizer_config.json")?;
+    let mut vocab = vocab_from_json(
+        &path,
+        &tok,
+        &config_path,
+        config.as_ref(),
+        vocab_size,
+        config_ids,
+        generation_ids,
+    )?;
+    if vocab.chat_templates.is_empty() {
+        let jinja = dir.join("chat_template.jinja");
+        if jinja.is_file() {
+            let t = std::fs::read_to_string(&jinja).map_err(|e| QuantizeError::Io {
+                path: jinja.clone(),
+                source: e,
+            })?;
+            vocab
+                .chat_templates
+                .push(("tokenizer.chat_template".to_string(), t));
+        } else if let Some(j) = read_optional_json(dir, "chat_template.json")? {
+            if let Some(t) = j.get("chat_template").and_then(Json::as_str) {
+                vocab
+                    .chat_templates
+                    .push(("tokenizer.chat_template".to_string(), t.to_string()));
+            }
+        }
+    }
+    Ok(vocab)
+}
+
+/// The GGUF vocabulary from a parsed `tokenizer.json` (`tok`, read from `path`) and
+/// `tokenizer_config.json` (`config`, when the folder has one), without touching the disk:
+/// [`read_vocab`] adds the chat template files a folder may carry instead. The fuzz target
+/// calls this.
+pub fn vocab_from_json(
+    path: &Path,
+    tok: &Json,
+    config_path: &Path,
+    config: Option<&Json>,
+    vocab_size: u64,
+    config_ids: &[(&'static str, u64)],
+    generation_ids: &[(&'static str, u64)],
+) -> Result<GgufVocab, QuantizeError> {
     let model = tok
         .get("model")
-        .ok_or_else(|| bad(&path, "no \"model\" section"))?;
+        .ok_or_else(|| bad(path, "no \"model\" section"))?;
     let model_type = model.get("type").and_then(Json::as_str).unwrap_or("BPE");
     if model_type != "BPE" {
         return Err(bad(
-            &path,
+            path,
             format!("tokenizer model {model_type:?} is not supported (byte-level BPE only)"),
         ));
     }
-    let pre = pre_tokenizer_name(&path, tok.get("pre_tokenizer").unwrap_or(&Json::Null))?;
+    let pre = pre_tokenizer_name(path, tok.get("pre_tokenizer").unwrap_or(&Json::Null))?;
 
-    let n = usize::try_from(vocab_size).map_err(|_| bad(&path, "vocab_size too large"))?;
+    // One entry per id is allocated below: refuse what config.json could not have passed.
+    if vocab_size > MAX_VOCAB {
+        return Err(bad(
+            path,
+            format!("vocab_size {vocab_size} exceeds the converter's limit of {MAX_VOCAB}"),
+        ));
+    }
+    let n = vocab_size as usize;
     let mut tokens: Vec<Option<String>> = vec![None; n];
     let mut types = vec![UNUSED; n];
     let vocab = model
         .get("vocab")
         .and_then(Json::as_object)
-        .ok_or_else(|| bad(&path, "model.vocab is not a map of token -> id"))?;
+        .ok_or_else(|| bad(path, "model.vocab is not a map of token -> id"))?;
     let mut place = |text: &str, id: u64, ty: i32| -> Result<(), QuantizeError> {
         let i = usize::try_from(id).ok().filter(|&i| i < n).ok_or_else(|| {
             bad(
-                &path,
+                path,
                 format!(
                     "token {text:?} has id {id}, outside config.json's vocab_size {vocab_size}"
                 ),
@@ -208,7 +260,7 @@ pub fn read_vocab(
     for (text, id) in vocab {
         let id = id
             .as_u64()
-            .ok_or_else(|| bad(&path, format!("token {text:?}: id {id} is not an integer")))?;
+            .ok_or_else(|| bad(path, format!("token {text:?}: id {id} is not an integer")))?;
         place(text, id, NORMAL)?;
     }
     let added: &[Json] = tok
@@ -222,7 +274,7 @@ pub fn read_vocab(
             a.get("content").and_then(Json::as_str),
             a.get("id").and_then(Json::as_u64),
         ) else {
-            return Err(bad(&path, format!("added token {a} lacks content or id")));
+            return Err(bad(path, format!("added token {a} lacks content or id")));
         };
         let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
         let ty = if special || looks_special(text) {
@@ -250,27 +302,24 @@ pub fn read_vocab(
                     let part = |p: &Json| {
                         p.as_str()
                             .map(|s| s.replace(' ', "\u{0120}"))
-                            .ok_or_else(|| bad(&path, format!("merge {m} is not two strings")))
+                            .ok_or_else(|| bad(path, format!("merge {m} is not two strings")))
                     };
                     Ok(format!("{} {}", part(&pair[0])?, part(&pair[1])?))
                 }
                 _ => Err(bad(
-                    &path,
+                    path,
                     format!("merge {m} is neither \"a b\" nor [a, b]"),
                 )),
             })
             .collect::<Result<_, _>>()?,
-        Some(other) => return Err(bad(&path, format!("model.merges is {other}, not a list"))),
+        Some(other) => return Err(bad(path, format!("model.merges is {other}, not a list"))),
     };
     if merges.is_empty() {
         return Err(bad(
-            &path,
+            path,
             "no merges: a BPE tokenizer without merges cannot encode",
         ));
     }
-
-    let config_path = dir.join("tokenizer_config.json");
-    let config = read_optional_json(dir, "tokenizer_config.json")?;
 
     // add_bos / add_eos: the post-processor decides first (SpecialVocab's rule).
     let (mut add_bos, mut add_eos) = (None, None);
@@ -304,7 +353,7 @@ pub fn read_vocab(
         }
     };
     let mut chat_templates = Vec::new();
-    if let Some(cfg) = &config {
+    if let Some(cfg) = config {
         for (typ, kind) in SPECIAL_KINDS {
             let content = match cfg.get(format!("{typ}_token")) {
                 Some(Json::String(s)) => Some(s.as_str()),
@@ -335,7 +384,7 @@ pub fn read_vocab(
                         item.get("template").and_then(Json::as_str),
                     ) else {
                         return Err(bad(
-                            &config_path,
+                            config_path,
                             format!("chat_template entry {item} lacks name or template"),
                         ));
                     };
@@ -349,23 +398,9 @@ pub fn read_vocab(
             }
             Some(other) => {
                 return Err(bad(
-                    &config_path,
+                    config_path,
                     format!("chat_template is {other}, not a string or a list"),
                 ))
-            }
-        }
-    }
-    if chat_templates.is_empty() {
-        let jinja = dir.join("chat_template.jinja");
-        if jinja.is_file() {
-            let t = std::fs::read_to_string(&jinja).map_err(|e| QuantizeError::Io {
-                path: jinja.clone(),
-                source: e,
-            })?;
-            chat_templates.push(("tokenizer.chat_template".to_string(), t));
-        } else if let Some(j) = read_optional_json(dir, "chat_template.json")? {
-            if let Some(t) = j.get("chat_template").and_then(Json::as_str) {
-                chat_templates.push(("tokenizer.chat_template".to_string(), t.to_string()));
             }
         }
     }
@@ -394,6 +429,22 @@ pub fn read_vocab(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz finding (fuzz/regressions/hf_folder/huge-vocab-size): the vocabulary was sized
+    /// by the caller's vocab_size before any check.
+    #[test]
+    fn an_absurd_vocab_size_is_refused_before_allocating() {
+        let tok = serde_json::json!({
+            "pre_tokenizer": {"type": "ByteLevel", "use_regex": true},
+            "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]},
+        });
+        let p = Path::new("tokenizer.json");
+        let err = vocab_from_json(p, &tok, p, None, 1 << 40, &[], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds the converter's limit"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn pre_tokenizers_are_recognised_by_regex() {

@@ -107,8 +107,7 @@ impl LoadError {
                 | GpuModelError::Gpu(
                     GpuError::UnsupportedType(_)
                     | GpuError::RowTooLarge { .. }
-                    | GpuError::BindingTooLarge { .. }
-                    | GpuError::NoShaderF16,
+                    | GpuError::BindingTooLarge { .. },
                 ) => K::Unsupported,
                 GpuModelError::OutOfMemory { .. }
                 | GpuModelError::Gpu(GpuError::OutOfMemory { .. }) => K::OutOfMemory,

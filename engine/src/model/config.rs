@@ -211,6 +211,16 @@ impl ModelConfig {
                 n_embd / n_head
             }
         };
+        // Each width is bounded alone; the product must be too: 2^20 heads of 2^20 overflow
+        // usize on wasm32, and the KV cache's byte count in u64. Without a key length the
+        // product is the embedding width, already bounded.
+        if (n_head as u64).saturating_mul(head_dim as u64) > MAX_WIDTH {
+            return Err(ConfigError::InvalidValue {
+                key: key("attention.key_length"),
+                value: head_dim.to_string(),
+                why: "times attention.head_count exceeds the engine's limit of 2^20",
+            });
+        }
         let k = key("rope.dimension_count");
         let n_rot = match md.opt_u64(&k)? {
             Some(v) => bounded(&k, v, MAX_WIDTH)?,
@@ -224,7 +234,15 @@ impl ModelConfig {
             });
         }
         // llama.cpp's default when the key is absent (llama-model.cpp, `rope_freq_base_train`).
-        let rope_theta = md.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0) as f32;
+        let k = key("rope.freq_base");
+        let rope_theta = md.opt_f64(&k)?.unwrap_or(10_000.0) as f32;
+        if !(rope_theta.is_finite() && rope_theta > 0.0) {
+            return Err(ConfigError::InvalidValue {
+                key: k,
+                value: rope_theta.to_string(),
+                why: "must be a positive finite number",
+            });
+        }
         if let Some(scaling) = md.opt_str(&key("rope.scaling.type"))? {
             if scaling != "none" {
                 return Err(ConfigError::UnsupportedRopeScaling(scaling.to_string()));
@@ -286,7 +304,15 @@ impl ModelConfig {
 
     /// Bytes of the keys and values of every layer for `positions` positions, at
     /// `value_bytes` per element.
+    /// Saturates rather than wraps: a caller compares it with what memory allows.
     pub fn kv_cache_bytes(&self, positions: usize, value_bytes: u64) -> u64 {
-        2 * self.n_layer as u64 * positions as u64 * self.kv_dim() as u64 * value_bytes
+        [
+            self.n_layer as u64,
+            positions as u64,
+            self.kv_dim() as u64,
+            value_bytes,
+        ]
+        .into_iter()
+        .fold(2u64, u64::saturating_mul)
     }
 }

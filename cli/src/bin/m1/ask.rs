@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use m1_engine::backend::{run_controller, Backend, Sampling};
 use m1_engine::reason::{
-    parse_medqa, Controller, LabeledQuestion, Question, ReasonConfig, Summary, TextCodec,
+    medqa_records, Controller, LabeledQuestion, Question, ReasonConfig, Summary, TextCodec,
 };
 use serde_json::json;
 
@@ -95,22 +95,9 @@ fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuesti
         }
     };
     let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if limit.is_some_and(|n| records.len() >= n) {
-            break;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record = parse_medqa(line).map_err(|source| {
-            CliError::file(
-                path,
-                FileProblem::Record {
-                    line: i + 1,
-                    source,
-                },
-            )
-        })?;
+    for (line, record) in medqa_records(&text).take(limit.unwrap_or(usize::MAX)) {
+        let record =
+            record.map_err(|source| CliError::file(path, FileProblem::Record { line, source }))?;
         records.push(record);
     }
     if records.is_empty() {
