@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Records llama.cpp's greedy tokens on the GGUFs that `m1 quantize` makes from the tiny
-generated Hugging Face models of engine/tests/quantize.rs.
+generated Hugging Face models of cli/tests/quantize.rs.
 
 The Rust test writes those GGUFs (deterministically) to target/tmp/quantize/gguf/ and
 checks its own engine against this fixture, including each file's sha256: when the
 converter's output changes, regenerate:
 
-    cargo test -p m1-engine --test quantize
+    cargo test -p m1-cli --test quantize
     .cache/llama-avx2/bin/python scripts/llama_quantize_reference.py   (scripts/llama_builds.sh)
 
-Output: engine/tests/fixtures/quantize_reference.json (small, committed).
+Output: cli/tests/fixtures/quantize_reference.json (small, committed).
 """
 
 import argparse
@@ -58,7 +58,7 @@ def greedy_with_gaps(llm, tokens, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", default=str(ROOT / "target" / "tmp" / "quantize" / "gguf"))
-    ap.add_argument("--out", default=str(ROOT / "engine" / "tests" / "fixtures" / "quantize_reference.json"))
+    ap.add_argument("--out", default=str(ROOT / "cli" / "tests" / "fixtures" / "quantize_reference.json"))
     args = ap.parse_args()
 
     import llama_cpp
@@ -67,7 +67,7 @@ def main():
     isa, _ = llama_build()
     files = sorted(Path(args.dir).glob("*.gguf"))
     if not files:
-        print(f"no GGUFs in {args.dir}: run `cargo test -p m1-engine --test quantize` first", file=sys.stderr)
+        print(f"no GGUFs in {args.dir}: run `cargo test -p m1-cli --test quantize` first", file=sys.stderr)
         sys.exit(1)
     result = {
         "generator": "scripts/llama_quantize_reference.py",

@@ -8,7 +8,7 @@
         --output /tmp/synth-q4_k_m.gguf --type q4_k_m
 
 The tokenizer files are copied from a folder the engine's tests generate
-(target/tmp/quantize/hf/qwen2-tiny, after `cargo test -p m1-engine --test quantize`);
+(target/tmp/quantize/hf/qwen2-tiny, after `cargo test -p m1-cli --test quantize`);
 ids past its vocabulary become [PAD] tokens. 2 layers is about 3.2 GB of bf16 in two shards.
 """
 

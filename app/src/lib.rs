@@ -1,6 +1,8 @@
 //! The m1 web app: the Leptos UI on the main thread and the engine in a dedicated Web
 //! Worker, talking through [`protocol`].
 
+pub mod cache_index;
+pub mod options;
 pub mod protocol;
 pub mod remedy;
 pub mod samples;

@@ -33,12 +33,6 @@ pub enum Request {
         question: Question,
         settings: AskSettings,
     },
-    /// Plain chat (no forcing) for models that are not m1.
-    Chat {
-        question: Question,
-        max_tokens: u32,
-        sampling: Sampling,
-    },
     /// Stop the current answer; the worker finishes the token in flight and reports `done`.
     Stop {},
     /// List the models cached in OPFS and the storage quota.
@@ -73,6 +67,19 @@ pub struct AskSettings {
     pub sampling: Sampling,
 }
 
+/// Figures of the last answer: decode speed and, on the GPU, the host's share of each
+/// decoded token (encoding and submitting its one prepared pass).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub decode_tokens_per_s: Option<f64>,
+    /// Host milliseconds per step (GPU only).
+    pub host_ms_per_token: Option<f64>,
+    /// Dispatches per step (GPU only).
+    pub dispatches_per_token: Option<f64>,
+    /// GPU milliseconds per step, where the browser offers timestamp queries.
+    pub gpu_ms_per_token: Option<f64>,
+}
+
 /// Worker -> UI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -82,12 +89,15 @@ pub enum Event {
     Started {},
     /// The worker is running and has chosen a device.
     Ready { device: DeviceInfo },
-    /// Load progress; `total` is the file size.
+    /// Load progress in bytes: of the file while downloading and verifying, of the weights
+    /// placed on the device while reading from the cache or a picked file.
     Progress { phase: Phase, done: u64, total: u64 },
     /// A model is loaded and ready for questions.
     Loaded { model: ModelInfo },
     /// One event of the answer stream (prompt, think, wait, answer_prefix, answer, done).
     Reason { event: ReasonEvent },
+    /// What the answer just finished cost, after its `done` ("About this device").
+    RunStats { stats: RunStats },
     /// The models in the OPFS cache, and the origin's storage use.
     Cache {
         entries: Vec<CacheEntry>,
@@ -103,7 +113,8 @@ pub enum Event {
 pub enum Phase {
     /// Bytes arriving from the network (also written to the cache).
     Download,
-    /// Bytes read from the cache or a picked file into the engine.
+    /// Weights read from the cache or a picked file onto the device (the engine loader's
+    /// progress).
     Read,
     /// Checking the cached copy's size and sha256.
     Verify,
@@ -183,7 +194,7 @@ pub enum DeviceInfo {
 pub enum ErrorKind {
     /// A message the worker could not understand (a bug: UI and worker disagree).
     Protocol,
-    NoWebGpu,
+    /// The GPU device was lost (with the model, or while loading): load again on a new one.
     DeviceLost,
     OutOfMemory,
     /// Not a GGUF, truncated, corrupt, unsupported architecture or tensor type.

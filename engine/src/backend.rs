@@ -1,9 +1,10 @@
 //! The seam between m1's reasoning loop and the compute that runs the model.
 //!
 //! Both compute paths (WebGPU kernels, the candle CPU model) implement [`Backend`]: append
-//! tokens, pick the next one, forget the sequence. [`run_controller`] is the one loop that
-//! drives a [`Controller`] over any backend; the CLI and the web worker both call it, so
-//! budget forcing, event order, cancellation and timing behave the same everywhere.
+//! tokens, pick the next one, forget the sequence. [`load()`] is the one loader that puts a
+//! model on either, and [`run_controller`] the one loop that drives a [`Controller`] over
+//! any backend; the CLI and the web worker both call them, so checks, errors, budget
+//! forcing, event order, cancellation and timing behave the same everywhere.
 //!
 //! # Why the trait is async
 //!
@@ -21,6 +22,7 @@ mod any;
 mod codec;
 mod cpu;
 mod gpu;
+mod load;
 mod sampling;
 
 use thiserror::Error;
@@ -32,6 +34,7 @@ use crate::reason::{Controller, Event, ReasonError, Step, Summary, TextCodec};
 pub use any::AnyBackend;
 pub use cpu::{CpuBackend, PREFILL_CHUNK};
 pub use gpu::GpuBackend;
+pub use load::{check, load, Checked, Device, LoadError, LoadErrorKind, LoadOptions, Loaded};
 pub use sampling::{sample_logits, Sampling, DEFAULT_SEED};
 
 /// Everything that can stop a run once the model is loaded.

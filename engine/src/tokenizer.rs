@@ -30,7 +30,10 @@ pub enum TokenizerError {
     #[error("unsupported tokenizer model {0:?} (supported: gpt2 byte-level BPE)")]
     UnsupportedModel(String),
 
-    #[error("unsupported pre-tokenizer {0:?} (supported: qwen2, llama-bpe, smollm, gpt-2, default and their aliases)")]
+    #[error(
+        "unsupported pre-tokenizer {0:?} (supported: {names} and their aliases)",
+        names = pre_tokenizer_names()
+    )]
     UnsupportedPreTokenizer(String),
 
     #[error(
@@ -81,39 +84,112 @@ impl TokenType {
     }
 }
 
-/// llama.cpp's pre-tokenizer regexes (llm_tokenizer_bpe's constructor), applied in order:
-/// each refines the pieces the previous one produced.
-fn pre_tokenizer_regexes(pre: &str) -> Result<(&'static [&'static str], bool), TokenizerError> {
-    // (regexes, ignore_merges): llama3-style vocabularies look a whole piece up before merging.
-    const QWEN2: &[&str] = &[
-        r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-    ];
-    const LLAMA3: &[&str] = &[
-        r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-    ];
-    const SMOLLM: &[&str] = &[
-        r"\p{N}",
-        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
-    ];
-    const GPT2: &[&str] =
-        &[r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"];
-    const DEFAULT: &[&str] = &[
-        r"[\p{P}\$\+<=>\^~\|]+",
-        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
-        r"\p{N}+",
-        r"[0-9][0-9][0-9]",
-    ];
-    // Names as llama-vocab.cpp maps them to pre-tokenizer types.
-    Ok(match pre {
-        "qwen2" | "deepseek-r1-qwen" | "megrez" | "stablelm2" => (QWEN2, false),
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => (LLAMA3, true),
-        "smollm" | "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" => {
-            (SMOLLM, false)
-        }
-        "gpt-2" | "phi-2" | "olmo" | "mpt" | "jina-es" | "jina-de" => (GPT2, false),
-        "default" | "" => (DEFAULT, false),
-        other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
-    })
+/// How text is split into pieces before the BPE merges: one llama.cpp pre-tokenizer type.
+/// [`PRE_TOKENIZERS`] is the one list of them, read by the tokenizer (which picks one by
+/// `tokenizer.ggml.pre`) and by the converter (which writes that key after recognising a
+/// Hugging Face `tokenizer.json` by its split).
+#[derive(Debug)]
+pub struct PreTokenizer {
+    /// The name written in `tokenizer.ggml.pre`.
+    pub name: &'static str,
+    /// Other names llama-vocab.cpp maps to the same type.
+    pub aliases: &'static [&'static str],
+    /// llama.cpp's regexes (llm_tokenizer_bpe's constructor), applied in order: each
+    /// refines the pieces the previous one produced.
+    pub regexes: &'static [&'static str],
+    /// llama3-style vocabularies look a whole piece up before merging.
+    pub ignore_merges: bool,
+    /// How a Hugging Face `tokenizer.json` writes this split, where the converter takes it.
+    pub hf: Option<HfSplit<'static>>,
+}
+
+/// A `tokenizer.json` pre-tokenizer, in the two shapes the converter recognises. The
+/// regex, not llama.cpp's hash of a sample encoding, identifies the type: it is what
+/// decides how text splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HfSplit<'a> {
+    /// One `Split` with this regex, then a `ByteLevel` without a regex of its own.
+    Regex(&'a str),
+    /// A lone `ByteLevel` that applies GPT-2's regex itself.
+    ByteLevel,
+}
+
+pub const PRE_TOKENIZERS: &[PreTokenizer] = &[
+    PreTokenizer {
+        name: "qwen2",
+        aliases: &["deepseek-r1-qwen", "megrez", "stablelm2"],
+        regexes: &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        ignore_merges: false,
+        // As Qwen's tokenizer.json writes it.
+        hf: Some(HfSplit::Regex(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        )),
+    },
+    PreTokenizer {
+        name: "llama-bpe",
+        aliases: &["llama3", "llama-v3", "falcon3", "pixtral"],
+        // Llama 3's: digits in runs of up to three.
+        regexes: &[
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        ignore_merges: true,
+        hf: Some(HfSplit::Regex(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        )),
+    },
+    PreTokenizer {
+        name: "smollm",
+        aliases: &["starcoder", "refact", "codeshell", "exaone", "minerva-7b"],
+        regexes: &[
+            r"\p{N}",
+            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+        ],
+        ignore_merges: false,
+        hf: None,
+    },
+    PreTokenizer {
+        name: "gpt-2",
+        aliases: &["phi-2", "olmo", "mpt", "jina-es", "jina-de"],
+        regexes: &[r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"],
+        ignore_merges: false,
+        hf: Some(HfSplit::ByteLevel),
+    },
+    PreTokenizer {
+        name: "default",
+        // A file without the key.
+        aliases: &[""],
+        regexes: &[
+            r"[\p{P}\$\+<=>\^~\|]+",
+            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+            r"\p{N}+",
+            r"[0-9][0-9][0-9]",
+        ],
+        ignore_merges: false,
+        hf: None,
+    },
+];
+
+impl PreTokenizer {
+    /// The type a `tokenizer.ggml.pre` name or alias stands for, as llama-vocab.cpp maps them.
+    pub fn by_name(name: &str) -> Result<&'static Self, TokenizerError> {
+        PRE_TOKENIZERS
+            .iter()
+            .find(|p| p.name == name || p.aliases.contains(&name))
+            .ok_or_else(|| TokenizerError::UnsupportedPreTokenizer(name.to_string()))
+    }
+
+    /// The type a Hugging Face `tokenizer.json` split stands for, if the converter takes it.
+    pub fn by_hf(split: HfSplit<'_>) -> Option<&'static Self> {
+        PRE_TOKENIZERS.iter().find(|p| p.hf == Some(split))
+    }
+}
+
+/// "qwen2, llama-bpe, smollm, gpt-2, default": the names [`PRE_TOKENIZERS`] knows.
+fn pre_tokenizer_names() -> String {
+    let names: Vec<&str> = PRE_TOKENIZERS.iter().map(|p| p.name).collect();
+    names.join(", ")
 }
 
 /// GPT-2's byte <-> printable-character table (`bytes_to_unicode`): printable Latin-1 bytes
@@ -173,7 +249,7 @@ impl Tokenizer {
             .opt_str("tokenizer.ggml.pre")?
             .unwrap_or("default")
             .to_string();
-        let (regexes, ignore_merges_default) = pre_tokenizer_regexes(&pre)?;
+        let pre_type = PreTokenizer::by_name(&pre)?;
 
         let tokens = md.get_str_array("tokenizer.ggml.tokens")?;
         let n = tokens.len();
@@ -227,15 +303,14 @@ impl Tokenizer {
             }
         }
 
-        let ignore_merges = ignore_merges_default;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
+            .ignore_merges(pre_type.ignore_merges)
             .build()
             .map_err(|e| TokenizerError::Build(e.to_string()))?;
 
-        let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(regexes.len() + 1);
-        for re in regexes {
+        let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(pre_type.regexes.len() + 1);
+        for re in pre_type.regexes {
             let split = Split::new(
                 SplitPattern::Regex((*re).to_string()),
                 SplitDelimiterBehavior::Isolated,
@@ -276,7 +351,9 @@ impl Tokenizer {
         let id = |key: &'static str| -> Result<Option<u32>, TokenizerError> {
             match md.opt_u64(key)? {
                 None => Ok(None),
-                Some(v) if (v as usize) < n => Ok(Some(v as u32)),
+                // Compared as u64: on wasm32 `v as usize` would drop the high bits and let
+                // 2^32 + 1 through as id 1.
+                Some(v) if v < n as u64 => Ok(Some(v as u32)),
                 Some(v) => Err(TokenizerError::TokenIdOutOfRange {
                     key,
                     id: v,
@@ -292,7 +369,7 @@ impl Tokenizer {
         // (llama-vocab.cpp reads tokenizer.ggml.add_bos_token after choosing the pre type).
         let add_bos = md
             .opt_bool("tokenizer.ggml.add_bos_token")?
-            .unwrap_or(ignore_merges_default);
+            .unwrap_or(pre_type.ignore_merges);
 
         let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();
         for (i, (t, ty)) in tokens.iter().zip(&types).enumerate() {
@@ -507,5 +584,31 @@ impl StreamDecoder {
         let out = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn pre_tokenizer_names_are_unique_and_resolve_to_their_entry() {
+        let mut seen = HashSet::new();
+        for p in PRE_TOKENIZERS {
+            for name in std::iter::once(&p.name).chain(p.aliases) {
+                assert!(seen.insert(*name), "{name:?} is listed twice");
+                assert_eq!(PreTokenizer::by_name(name).map(|q| q.name), Ok(p.name));
+            }
+            if let Some(split) = p.hf {
+                assert_eq!(PreTokenizer::by_hf(split).map(|q| q.name), Some(p.name));
+            }
+        }
+        let err = PreTokenizer::by_name("tekken").unwrap_err().to_string();
+        assert!(
+            err.contains("\"tekken\" (supported: qwen2, llama-bpe, smollm, gpt-2, default and"),
+            "{err}"
+        );
     }
 }

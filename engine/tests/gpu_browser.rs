@@ -8,11 +8,13 @@
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
+use m1_engine::gguf::GgmlType;
 use m1_engine::gpu::reference as cpu;
 use m1_engine::gpu::{
-    F32Buffer, Gpu, GpuOptions, KvCache, KvDtype, Ops, RopeFreqs, RopeMode, Sampling,
-    TokenReadback, U32Buffer, WeightTensor, WeightType,
+    kernel_types, F32Buffer, Gpu, GpuOptions, KvCache, Ops, Recording, RopeFreqs, RopeMode,
+    TokenReadback, U32Buffer, WeightTensor,
 };
+use m1_engine::sampling::Sampling;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -37,25 +39,18 @@ fn max_err(what: &str, gpu: &[f32], cpu: &[f32], scale: f32, tol: f32) -> f32 {
     worst
 }
 
-fn submit(gpu: &Gpu, ops: &mut Ops, enc: wgpu::CommandEncoder) {
-    ops.submit(enc);
+fn submit(gpu: &Gpu, ops: &mut Ops, rec: Recording) {
+    ops.run(rec);
     gpu.take_error().expect("GPU error");
-}
-
-fn encoder(gpu: &Gpu) -> wgpu::CommandEncoder {
-    gpu.device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("browser test"),
-        })
 }
 
 /// Seeded random weights quantized to `ty`: the GGUF block bytes and their dequantized
 /// values (the CPU twin's weights).
-fn quantized(rng: &mut StdRng, ty: WeightType, n: usize, k: usize) -> (Vec<u8>, Vec<f32>) {
+fn quantized(rng: &mut StdRng, ty: GgmlType, n: usize, k: usize) -> (Vec<u8>, Vec<f32>) {
     let w = random(rng, n * k, 1.0);
     let q = QTensor::quantize(
         &Tensor::from_vec(w, (n, k), &Device::Cpu).expect("tensor"),
-        ty.ggml(),
+        ty.to_candle(),
     )
     .expect("quantize");
     let deq = q
@@ -79,25 +74,25 @@ async fn check_attention(
     n_ctx: u32,
     steps: &[(u32, u32)],
 ) {
-    let cache =
-        KvCache::new(gpu, n_layers, n_ctx, n_kv, hd, KvDtype::preferred(gpu)).expect("cache");
+    let cache = KvCache::new(gpu, n_layers, n_ctx, n_kv, hd).expect("cache");
     let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
     for &(pos, t) in steps {
         let k = random(rng, (t * n_kv * hd) as usize, 1.0);
         let v = random(rng, k.len(), 1.0);
         let q = random(rng, (t * n_heads * hd) as usize, 1.0);
-        k_all.extend(&k);
-        v_all.extend(&v);
+        // The cache holds f16: the CPU twin sees the same rounded keys and values.
+        k_all.extend(k.iter().map(|&x| half::f16::from_f32(x).to_f32()));
+        v_all.extend(v.iter().map(|&x| half::f16::from_f32(x).to_f32()));
         let kb = F32Buffer::from_slice(gpu, "k", &k).expect("k");
         let vb = F32Buffer::from_slice(gpu, "v", &v).expect("v");
         let qb = F32Buffer::from_slice(gpu, "q", &q).expect("q");
         let out = F32Buffer::zeros(gpu, "attn", q.len()).expect("out");
-        let mut enc = encoder(gpu);
-        ops.kv_write(&mut enc, &cache, layer, &kb, &vb, pos, t)
+        let mut rec = ops.recording();
+        ops.kv_write(&mut rec, &cache, layer, &kb, &vb, pos, t)
             .expect("kv_write");
-        ops.attention(&mut enc, &qb, &cache, layer, &out, n_heads, pos, t)
+        ops.attention(&mut rec, &qb, &cache, layer, &out, n_heads, pos, t)
             .expect("attention");
-        submit(gpu, ops, enc);
+        submit(gpu, ops, rec);
         let want = cpu::attention(
             &q,
             &k_all,
@@ -108,14 +103,10 @@ async fn check_attention(
             hd as usize,
             pos as usize,
         );
-        let tol = if cache.dtype() == KvDtype::F16 {
-            2e-3
-        } else {
-            1e-5
-        };
+        let tol = 2e-5;
         let what = format!("attention {n_heads}/{n_kv} heads pos={pos} t={t}");
         let err = max_err(&what, &out.read(gpu).await.expect("read"), &want, 1.0, tol);
-        console_log!("{what} kv={:?}: max error {err:.2e}", cache.dtype());
+        console_log!("{what}: max error {err:.2e}");
     }
 }
 
@@ -139,10 +130,10 @@ async fn every_kernel_in_the_browser() {
     let mut ops = Ops::new(&gpu).expect("ops");
     let mut rng = StdRng::seed_from_u64(42);
 
-    for ty in WeightType::ALL {
-        let (n, k) = (67, if ty.block_elems() == 256 { 512 } else { 96 });
+    for ty in kernel_types() {
+        let (n, k) = (67, if ty.block_size() == 256 { 512 } else { 96 });
         let (bytes, deq) = quantized(&mut rng, ty, n, k);
-        let cap = ty.row_bytes(k as u64).expect("row bytes") * 20 + 3;
+        let cap = ty.bytes_for(k as u64).expect("row bytes") * 20 + 3;
         let wt = WeightTensor::with_max_part_bytes(&gpu, "w", ty, n, k, cap).expect("weight");
         let mut writer = wt.writer();
         writer.write(&gpu, &bytes).expect("write");
@@ -155,10 +146,10 @@ async fn every_kernel_in_the_browser() {
                 F32Buffer::from_slice(&gpu, "b", &bias).expect("b"),
             );
             let yb = F32Buffer::zeros(&gpu, "y", t * n).expect("y");
-            let mut enc = encoder(&gpu);
-            ops.matmul(&mut enc, &xb, &wt, Some(&bb), &yb, t as u32)
+            let mut rec = ops.recording();
+            ops.matmul(&mut rec, &xb, &wt, Some(&bb), &yb, t as u32)
                 .expect("matmul");
-            submit(&gpu, &mut ops, enc);
+            submit(&gpu, &mut ops, rec);
             let got = yb.read(&gpu).await.expect("read");
             let want = cpu::matmul(&x, &deq, Some(&bias), t, n, k);
             let err = max_err(&format!("matmul {ty} t={t}"), &got, &want, 16.0, 1e-5);
@@ -170,10 +161,10 @@ async fn every_kernel_in_the_browser() {
         let ids: Vec<u32> = vec![0, 66, 13, 40];
         let idb = U32Buffer::from_slice(&gpu, "ids", &ids).expect("ids");
         let out = F32Buffer::zeros(&gpu, "embd", ids.len() * k).expect("out");
-        let mut enc = encoder(&gpu);
-        ops.embed(&mut enc, &wt, &idb, &out, ids.len() as u32)
+        let mut rec = ops.recording();
+        ops.embed(&mut rec, &wt, &idb, &out, ids.len() as u32)
             .expect("embed");
-        submit(&gpu, &mut ops, enc);
+        submit(&gpu, &mut ops, rec);
         let err = max_err(
             &format!("embed {ty}"),
             &out.read(&gpu).await.expect("read"),
@@ -193,12 +184,12 @@ async fn every_kernel_in_the_browser() {
     );
     let yb = F32Buffer::zeros(&gpu, "y", t * dim).expect("y");
     let up = F32Buffer::from_slice(&gpu, "up", &w.repeat(t)).expect("up");
-    let mut enc = encoder(&gpu);
-    ops.rms_norm(&mut enc, &xb, &wb, &yb, t as u32, 1e-6)
+    let mut rec = ops.recording();
+    ops.rms_norm(&mut rec, &xb, &wb, &yb, t as u32, 1e-6)
         .expect("rms_norm");
-    ops.add(&mut enc, &xb, &yb, t * dim).expect("add");
-    ops.swiglu(&mut enc, &xb, &up, t * dim).expect("swiglu");
-    submit(&gpu, &mut ops, enc);
+    ops.add(&mut rec, &xb, &yb, t * dim).expect("add");
+    ops.swiglu(&mut rec, &xb, &up, t * dim).expect("swiglu");
+    submit(&gpu, &mut ops, rec);
     let normed = cpu::rms_norm(&x, &w, 1e-6);
     let summed: Vec<f32> = x.iter().zip(&normed).map(|(a, b)| a + b).collect();
     let want = cpu::swiglu(&summed, &w.repeat(t));
@@ -217,10 +208,10 @@ async fn every_kernel_in_the_browser() {
         let fvals = RopeFreqs::frequencies(hd, 1e6, None).expect("freqs");
         let q = random(&mut rng, t * (n_heads * hd) as usize, 1.0);
         let qb = F32Buffer::from_slice(&gpu, "q", &q).expect("q");
-        let mut enc = encoder(&gpu);
-        ops.rope(&mut enc, &qb, &freqs, mode, n_heads, hd, pos, t as u32)
+        let mut rec = ops.recording();
+        ops.rope(&mut rec, &qb, &freqs, mode, n_heads, hd, pos, t as u32)
             .expect("rope");
-        submit(&gpu, &mut ops, enc);
+        submit(&gpu, &mut ops, rec);
         let mut want = q.clone();
         cpu::rope(
             &mut want,
@@ -257,10 +248,10 @@ async fn every_kernel_in_the_browser() {
     let lb = F32Buffer::from_slice(&gpu, "logits", &logits).expect("logits");
     let token = U32Buffer::zeros(&gpu, "token", 1).expect("token");
     let readback = TokenReadback::new(&gpu);
-    let mut enc = encoder(&gpu);
-    ops.argmax(&mut enc, &lb, vocab, &token).expect("argmax");
-    readback.copy(&mut enc, &token);
-    submit(&gpu, &mut ops, enc);
+    let mut rec = ops.recording();
+    ops.argmax(&mut rec, &lb, vocab, &token).expect("argmax");
+    ops.run_then(rec, |enc| readback.copy(enc, &token));
+    gpu.take_error().expect("GPU error");
     assert_eq!(
         readback.read(&gpu).await.expect("token"),
         cpu::argmax(&logits),
@@ -272,11 +263,11 @@ async fn every_kernel_in_the_browser() {
         seed: 7,
     };
     for step in 0..3 {
-        let mut enc = encoder(&gpu);
-        ops.sample(&mut enc, &lb, vocab, &sampling, step, &token)
+        let mut rec = ops.recording();
+        ops.sample(&mut rec, &lb, vocab, &sampling, step, &token)
             .expect("sample");
-        readback.copy(&mut enc, &token);
-        submit(&gpu, &mut ops, enc);
+        ops.run_then(rec, |enc| readback.copy(enc, &token));
+        gpu.take_error().expect("GPU error");
         let got = readback.read(&gpu).await.expect("token");
         assert_eq!(
             got,
@@ -310,14 +301,9 @@ async fn kernels_at_prompt_shapes() {
     )
     .await;
 
-    for ty in [
-        WeightType::Q4K,
-        WeightType::Q6K,
-        WeightType::Q5_0,
-        WeightType::Q8_0,
-    ] {
+    for ty in [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0, GgmlType::Q8_0] {
         // 896 is qwen2-0.5B's width; k-quant rows must be whole 256-blocks.
-        let k = if ty.block_elems() == 256 { 1280 } else { 896 };
+        let k = if ty.block_size() == 256 { 1280 } else { 896 };
         let (n, t) = (200usize, 85usize);
         let (bytes, deq) = quantized(&mut rng, ty, n, k);
         let wt = WeightTensor::new(&gpu, "w", ty, n, k).expect("weight");
@@ -327,10 +313,10 @@ async fn kernels_at_prompt_shapes() {
         let x = random(&mut rng, t * k, 1.0);
         let xb = F32Buffer::from_slice(&gpu, "x", &x).expect("x");
         let yb = F32Buffer::zeros(&gpu, "y", t * n).expect("y");
-        let mut enc = encoder(&gpu);
-        ops.matmul(&mut enc, &xb, &wt, None, &yb, t as u32)
+        let mut rec = ops.recording();
+        ops.matmul(&mut rec, &xb, &wt, None, &yb, t as u32)
             .expect("matmul");
-        submit(&gpu, &mut ops, enc);
+        submit(&gpu, &mut ops, rec);
         let want = cpu::matmul(&x, &deq, None, t, n, k);
         let err = max_err(
             &format!("matmul {ty} t={t}"),

@@ -1,6 +1,7 @@
 //! The GPU model on real GGUF files: logits against the CPU model, and greedy decoding
 //! against llama.cpp's fixture (the teacher-forced rule of common/llama_parity.rs), on the
-//! f32 path (shader-f16 disabled) and the f16 path; and m1-7B's own shapes (one random
+//! f32 path (shader-f16 disabled) and the f16 path (f16 arithmetic in the decode mat-vecs,
+//! even where the adapter's defaults would not use it); and m1-7B's own shapes (one random
 //! layer) against the CPU path. Without an adapter the tests print why and pass, unless
 //! M1_REQUIRE_GPU=1; without the model files (M1_TEST_MODELS) they print why and pass.
 //! `cargo test -p m1-engine --release --test gpu_model -- --nocapture` prints the numbers.
@@ -14,9 +15,10 @@ use std::time::Instant;
 use futures::executor::block_on;
 use m1_engine::cpu::{greedy, CpuModel, CpuOptions};
 use m1_engine::gguf::{read_header, FileSource};
-use m1_engine::gpu::{Gpu, GpuOptions, Sampling};
-use m1_engine::gpu::{GpuModel, GpuModelOptions};
+use m1_engine::gpu::{Gpu, GpuOptions};
+use m1_engine::gpu::{GpuModel, GpuModelOptions, Tuning};
 use m1_engine::quantize::FileType;
+use m1_engine::sampling::Sampling;
 use serde_json::Value;
 
 mod common;
@@ -41,7 +43,10 @@ fn greedy_plan(gpu: &Gpu, software_tokens: usize) -> (Option<&'static str>, usiz
 fn gpus() -> Vec<(Gpu, &'static str)> {
     let mut out = Vec::new();
     for (disable_f16, path) in [(true, "f32 path"), (false, "f16 path")] {
-        match block_on(Gpu::new(GpuOptions { disable_f16 })) {
+        match block_on(Gpu::new(GpuOptions {
+            disable_f16,
+            ..GpuOptions::default()
+        })) {
             Ok(gpu) => {
                 if !disable_f16 && !gpu.report.shader_f16 {
                     println!("no shader-f16 on {}: f16 path not run", gpu.report.name);
@@ -194,6 +199,10 @@ fn check_model(name: &str, software_tokens: usize) {
     for (gpu, label) in gpus {
         let options = GpuModelOptions {
             context: Some(512),
+            tuning: Some(Tuning {
+                f16_math: gpu.report.shader_f16,
+                ..Tuning::for_adapter(&gpu.report)
+            }),
             ..GpuModelOptions::default()
         };
         let mut model = load_gpu(gpu, &path, options);

@@ -18,15 +18,15 @@ fn decode_step_encode_overhead() {
         return;
     };
     let mut ops = Ops::new(&gpu).expect("ops");
-    let work = DecodeStep::new(&gpu);
+    let work = DecodeStep::new(&gpu, &mut ops);
     for step in 0..12u32 {
         let t0 = Instant::now();
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        work.encode(&mut ops, &mut enc, step);
+        work.encode(&gpu, &mut enc, step);
         let t1 = Instant::now();
-        ops.submit(enc);
+        gpu.queue.submit([enc.finish()]);
         let t2 = Instant::now();
         gpu.device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -9,7 +9,7 @@
 // It measures; it asserts nothing (speed goals are read from its figures, not enforced as
 // timed tests). On this project's CI-class machine the adapter is SwiftShader (software).
 import { readdirSync, readFileSync } from 'node:fs';
-import { launch, BASE } from '../e2e/harness.mjs';
+import { launch, BASE, SIZE_TEXT, bytesOf } from '../e2e/harness.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -58,11 +58,11 @@ try {
   const loadS = parseFloat(loaded.match(/loaded in ([\d.]+) s/)?.[1] ?? 'NaN');
   // "on the GPU: 463 MB of weights, 60 MB of cache and activations"; absent on the CPU path.
   const mb = (re) => {
-    const m = loaded.match(re);
-    return m ? parseFloat(m[1]) * (m[2] === 'GB' ? 1000 : 1) : null;
+    const m = loaded.match(new RegExp(re.replace('SIZE', `(${SIZE_TEXT})`)));
+    return m ? bytesOf(m[1]) / 1e6 : null;
   };
-  const gpuWeightsMb = mb(/on the GPU: ([\d.]+) (MB|GB) of weights/);
-  const gpuStateMb = mb(/([\d.]+) (MB|GB) of cache and activations/);
+  const gpuWeightsMb = mb('on the GPU: SIZE of weights');
+  const gpuStateMb = mb('SIZE of cache and activations');
   const fileBytes = await b.page.evaluate(async (name) => {
     const list = await (await fetch('models/index.json')).json();
     return list.find((m) => m.file.toLowerCase().startsWith(name.toLowerCase().replace(/\s.*/, '')))?.size ?? null;
@@ -84,8 +84,8 @@ try {
     gpu_weights_mb: gpuWeightsMb,
     gpu_state_mb: gpuStateMb,
     // The worker's WebAssembly memory after the load, and what the load added to it.
-    worker_memory_mb: mb(/engine memory ([\d.]+) (MB|GB)/),
-    worker_memory_added_mb: mb(/this load added ([\d.]+) (MB|GB)/),
+    worker_memory_mb: mb('engine memory SIZE'),
+    worker_memory_added_mb: mb('this load added SIZE'),
     file_mb: fileBytes ? fileBytes / 1e6 : null,
     time_to_first_token_ms: num(/first token (\d+) ms/),
     prefill_tok_per_s: num(/prefill ([\d.]+) tok\/s/),

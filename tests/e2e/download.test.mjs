@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, BASE, screenshot } from './harness.mjs';
+import { launch, BASE, SIZE_TEXT, bytesOf, screenshot } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
 const SIZE = 98_362_432;
@@ -119,7 +119,8 @@ test('a connection that stays down gives a network error whose Retry resumes, no
   try {
     await ready(b);
     const broken = await breakOff(b);
-    assert.match(await b.page.getByTestId('error').textContent(), /network failed at [\d.]+ MB of 98\.4 MB after 4 tries.*Retry resumes/);
+    assert.match(await b.page.getByTestId('error').textContent(),
+      new RegExp(`network failed at ${SIZE_TEXT} of 98\\.4 MB after 4 tries.*Retry resumes`));
     const retry = b.page.getByRole('button', { name: 'Retry' });
     assert.ok(await retry.isVisible(), 'no Retry next to the network error');
     await screenshots(b.page, 'download-network-error');
@@ -144,8 +145,9 @@ test('a broken-off download outlives the page: listed as incomplete after a relo
     await b.page.getByText('Cached models (work offline)').click();
     const incomplete = b.page.getByTestId('incomplete');
     await incomplete.waitFor({ timeout: 10_000 });
-    const kept = parseFloat((await incomplete.textContent()).match(/incomplete download: (\d+) MB of 98 MB kept/)?.[1]);
-    assert.ok(kept > 0 && kept * 1e6 <= broken.stoppedAt + 1e6, `kept ${kept} MB, stopped at byte ${broken.stoppedAt}`);
+    const kept = bytesOf((await incomplete.textContent()).match(new RegExp(`incomplete download: (${SIZE_TEXT}) of 98\\.4 MB kept`))?.[1]);
+    // Three significant digits: within 0.5% of the bytes stored.
+    assert.ok(kept > 0 && kept <= 1.005 * broken.stoppedAt, `kept ${kept} bytes, stopped at byte ${broken.stoppedAt}`);
     await screenshots(b.page, 'download-incomplete');
 
     await assertResumes(b, broken, () => b.page.getByRole('button', { name: `Load ${FILE}` }).click());
@@ -174,7 +176,7 @@ test('a model larger than the reported storage quota is refused before the downl
     const error = b.page.getByTestId('error');
     await error.waitFor({ timeout: 30_000 });
     assert.match(await error.textContent(),
-      /won't fit: it needs 98 MB but this site may store only \d+ MB more \(quota 40 MB, \d+ MB used\)/);
+      new RegExp(`won't fit: it needs 98\\.4 MB but this site may store only ${SIZE_TEXT} more \\(quota 40\\.0 MB, ${SIZE_TEXT} used\\)`));
     assert.deepEqual(ranges.filter((r) => !isProbe(r)), [], 'model bytes were downloaded before the quota check');
     assert.equal(await b.page.getByTestId('loaded-model').count(), 0);
     assert.equal(await b.page.getByRole('button', { name: 'Retry' }).count(), 0, 'Retry offered for a full store');
@@ -194,7 +196,7 @@ test('a store that fills up during the download stops at once and keeps no parti
     await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
     const error = b.page.getByTestId('error');
     await error.waitFor({ timeout: 60_000 });
-    assert.match(await error.textContent(), /won't fit in this site's storage: saving it failed at [\d.]+ MB of 98\.4 MB/);
+    assert.match(await error.textContent(), new RegExp(`won't fit in this site's storage: saving it failed at ${SIZE_TEXT} of 98\\.4 MB`));
     const fetched = ranges.filter((r) => !isProbe(r)).reduce((s, r) => s + r.end - r.start, 0);
     assert.ok(fetched <= 40_000_000 + (8 << 20), `kept downloading after the store was full: ${fetched} bytes`);
     const left = await b.page.evaluate(async (file) => {

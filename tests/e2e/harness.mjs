@@ -40,6 +40,13 @@ export async function launch({ args = [], ...options } = {}) {
   return { context, page, requests, consoleLines, close, profileDir: dir };
 }
 
+/** A size as the page writes it (the engine's `fmt_bytes`: "98.4 MB", "512 kB") in bytes. */
+export const SIZE_TEXT = String.raw`[\d.]+ (?:B|kB|MB|GB|TB)`;
+export function bytesOf(size) {
+  const m = size?.match(/([\d.]+) (B|kB|MB|GB|TB)/);
+  return m ? parseFloat(m[1]) * { B: 1, kB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12 }[m[2]] : NaN;
+}
+
 /** Requests that went anywhere but the local test server. */
 export function foreignRequests(requests) {
   const origin = new URL(BASE).origin;

@@ -1,15 +1,15 @@
 // The engine in the page equals the engine on the command line: the worker loads SmolLM2
 // from the served folder, answers on WebGPU (SwiftShader here, forced with ?gpu=1) with the
 // same question, budget and "Wait" count as the native `m1 ask` run recorded in
-// engine/tests/fixtures/browser_parity.json (which engine/tests/cli.rs checks against a
+// cli/tests/fixtures/browser_parity.json (which cli/tests/cli.rs checks against a
 // fresh native GPU run), and must show the same reasoning, answer and chosen option.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, BASE, screenshot } from './harness.mjs';
+import { launch, BASE, SIZE_TEXT, bytesOf, screenshot } from './harness.mjs';
 
 const FIXTURE = JSON.parse(readFileSync(
-  new URL('../../engine/tests/fixtures/browser_parity.json', import.meta.url), 'utf8'));
+  new URL('../../cli/tests/fixtures/browser_parity.json', import.meta.url), 'utf8'));
 
 // SwiftShader: ~1 minute to prefill the 91-token prompt, a few seconds per token.
 const RUN_TIMEOUT = 420_000;
@@ -54,12 +54,12 @@ test('WebGPU in the page gives the native run\'s reasoning, answer and choice', 
       const list = await (await fetch('models/index.json')).json();
       return list.find((m) => m.file === file).size / 1e6;
     }, FIXTURE.model);
-    const weightsMb = parseFloat(loaded.match(/on the GPU: ([\d.]+) MB of weights/)?.[1]);
+    const weightsMb = bytesOf(loaded.match(new RegExp(`on the GPU: (${SIZE_TEXT}) of weights`))?.[1]) / 1e6;
     console.log(`weights on the GPU: ${weightsMb} MB for a ${fileMb.toFixed(1)} MB file`);
     assert.ok(weightsMb >= 0.9 * fileMb && weightsMb <= 1.02 * fileMb, loaded);
     // The weights stream through the worker in bounded chunks: the load grows its memory by
     // the tokenizer and little more, never by the file (64 MiB is the engine's bound).
-    const added = parseFloat(loaded.match(/this load added ([\d.]+) MB/)?.[1]);
+    const added = bytesOf(loaded.match(new RegExp(`this load added (${SIZE_TEXT})`))?.[1]) / 1e6;
     console.log(`worker memory added by the load: ${added} MB`);
     assert.ok(added < 67.1, loaded);
     await b.page.locator('select').first().selectOption(String(FIXTURE.sample));

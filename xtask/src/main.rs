@@ -1,6 +1,8 @@
-//! `cargo xtask serve` and `cargo xtask test`: the two commands of the README.
-//! Each installs what is missing (and only that), then does its job.
+//! `cargo xtask serve` and `cargo xtask test`: the two commands of the README, and
+//! `cargo xtask fuzz` for fuzzing campaigns. Each installs what is missing (and only that),
+//! then does its job.
 
+mod fuzz;
 mod models;
 mod serve;
 mod sh;
@@ -21,6 +23,8 @@ commands:
   test                            install what tests need, then fmt, clippy (native + wasm32),
                                   native tests (GPU tests on lavapipe), wasm build, browser tests
   fetch-models                    download and verify the test models into .cache/models
+  fuzz [TARGET]... [--seconds N]  libFuzzer campaigns over every reader of untrusted bytes
+                                  (installs nightly and cargo-fuzz when missing; --help)
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
         Some("serve") => serve::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("fetch-models") => models::fetch_test_models().map(|_| ()),
+        Some("fuzz") => fuzz::run_cli(&args[1..]),
         Some("-h") | Some("--help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -3,12 +3,12 @@
 
 use leptos::prelude::*;
 use m1_engine::backend::Sampling;
-use m1_engine::reason::Question;
+use m1_engine::reason::{Question, DEFAULT_BUDGET};
 
 use super::engine::EngineHandle;
 use super::state::AppState;
+use crate::options::{compact, lettered, letters, marks, RowMark};
 use crate::protocol::{AskSettings, Request};
-use crate::remedy::{compact, lettered, marks, RowMark, LETTERS};
 use crate::samples::SAMPLES;
 const PRESETS: [u32; 5] = [128, 512, 1024, 4096, 8192];
 
@@ -23,9 +23,11 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
         String::new(),
     ]);
     let waits = RwSignal::new(0u32);
-    let temperature = RwSignal::new(0.0f32);
-    let top_p = RwSignal::new(1.0f32);
-    let seed = RwSignal::new(42u64);
+    // The engine's defaults: greedy, as in the m1 paper.
+    let defaults = Sampling::default();
+    let temperature = RwSignal::new(defaults.temperature);
+    let top_p = RwSignal::new(defaults.top_p);
+    let seed = RwSignal::new(defaults.seed);
     let expected = RwSignal::new(None::<String>);
     let budget = state.budget;
     let e_stop = engine.clone();
@@ -103,7 +105,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
                         Some(s) => marks(&rows, &state.asked.get(), s.choice.as_deref(), state.expected.get().as_deref()),
                         None => vec![RowMark::default(); rows.len()],
                     };
-                    rows.into_iter().zip(LETTERS).zip(marked).enumerate().map(|(i, ((text, letter), m))| view! {
+                    rows.into_iter().zip(letters()).zip(marked).enumerate().map(|(i, ((text, letter), m))| view! {
                         <div class="option-row" class:is-choice=m.chosen class:is-correct=m.correct
                             aria-current=m.chosen.then_some("true") data-testid=format!("option-row-{i}")>
                             <label for=format!("opt-{i}")>{letter}". "</label>
@@ -125,7 +127,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
                 <label for="budget">"Thinking budget"</label>
                 <input id="budget" type="range" min="128" max="8192" step="64"
                     prop:value=move || budget.get().to_string()
-                    on:input=move |ev| budget.set(event_target_value(&ev).parse().unwrap_or(4096)) />
+                    on:input=move |ev| budget.set(event_target_value(&ev).parse().unwrap_or(DEFAULT_BUDGET as u32)) />
                 <output for="budget" data-testid="budget-value">{move || format!("{} tokens", budget.get())}</output>
                 <div class="presets" role="group" aria-label="Budget presets">
                     {PRESETS.iter().map(|&p| view! {
@@ -140,11 +142,11 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
             <details class="advanced">
                 <summary>"Advanced sampling"</summary>
                 <label class="field inline">"Temperature " <input type="number" min="0" max="2" step="0.1" prop:value=move || temperature.get().to_string()
-                    on:input=move |ev| temperature.set(event_target_value(&ev).parse().unwrap_or(0.0)) /></label>
+                    on:input=move |ev| temperature.set(event_target_value(&ev).parse().unwrap_or(defaults.temperature)) /></label>
                 <label class="field inline">"Top-p " <input type="number" min="0.05" max="1" step="0.05" prop:value=move || top_p.get().to_string()
-                    on:input=move |ev| top_p.set(event_target_value(&ev).parse().unwrap_or(1.0)) /></label>
+                    on:input=move |ev| top_p.set(event_target_value(&ev).parse().unwrap_or(defaults.top_p)) /></label>
                 <label class="field inline">"Seed " <input type="number" min="0" prop:value=move || seed.get().to_string()
-                    on:input=move |ev| seed.set(event_target_value(&ev).parse().unwrap_or(42)) /></label>
+                    on:input=move |ev| seed.set(event_target_value(&ev).parse().unwrap_or(defaults.seed)) /></label>
                 <p class="muted">"Temperature 0 is greedy decoding, as in the m1 paper."</p>
             </details>
             <div class="row actions">

@@ -2,18 +2,39 @@
 //! models fit.
 
 use leptos::prelude::*;
+use m1_engine::units::fmt_bytes;
 
-use crate::protocol::DeviceInfo;
+use crate::protocol::{DeviceInfo, RunStats};
 
-fn mib(bytes: u64) -> String {
-    format!("{} MiB", bytes / (1024 * 1024))
+/// "12.3 tok/s decode · host 0.21 ms per token (245 dispatches in one pass)".
+fn run_line(s: &RunStats) -> String {
+    let mut parts = Vec::new();
+    if let Some(rate) = s.decode_tokens_per_s {
+        parts.push(format!("{rate:.1} tok/s decode"));
+    }
+    if let Some(host) = s.host_ms_per_token {
+        let dispatches = s.dispatches_per_token.map_or(String::new(), |d| {
+            format!(" ({d:.0} dispatches in one pass)")
+        });
+        parts.push(format!("host {host:.2} ms per token{dispatches}"));
+    }
+    if let Some(gpu) = s.gpu_ms_per_token {
+        parts.push(format!("GPU {gpu:.2} ms per token"));
+    }
+    parts.join(" · ")
 }
 
 #[component]
-pub fn DevicePanel(device: ReadSignal<Option<DeviceInfo>>) -> impl IntoView {
+pub fn DevicePanel(
+    device: ReadSignal<Option<DeviceInfo>>,
+    last_run: ReadSignal<Option<RunStats>>,
+) -> impl IntoView {
     view! {
         <details class="panel device" data-testid="device-panel">
             <summary>"About this device"</summary>
+            {move || last_run.get().map(|s| view! {
+                <p data-testid="run-stats">"Last answer: " {run_line(&s)}</p>
+            })}
             {move || match device.get() {
                 None => view! { <p>"Looking for a GPU…"</p> }.into_any(),
                 Some(DeviceInfo::Cpu { reason, adapter }) => view! {
@@ -22,7 +43,7 @@ pub fn DevicePanel(device: ReadSignal<Option<DeviceInfo>>) -> impl IntoView {
                     {adapter.map(|a| view! {
                         <p class="muted">{format!(
                             "Passed-over adapter: {} · max storage binding {} · shader-f16 {}",
-                            a.name, mib(a.max_storage_buffer_binding_size), if a.shader_f16 { "yes" } else { "no" }
+                            a.name, fmt_bytes(a.max_storage_buffer_binding_size), if a.shader_f16 { "yes" } else { "no" }
                         )}</p>
                     })}
                 }
@@ -34,9 +55,9 @@ pub fn DevicePanel(device: ReadSignal<Option<DeviceInfo>>) -> impl IntoView {
                         <dt>"Type"</dt><dd>{adapter.device_type.clone()}</dd>
                         <dt>"Driver"</dt><dd>{adapter.driver.clone()}</dd>
                         <dt>"shader-f16"</dt><dd data-testid="adapter-f16">{if adapter.shader_f16 { "yes" } else { "no (f32 kernels)" }}</dd>
-                        <dt>"Max buffer"</dt><dd data-testid="adapter-max-buffer">{mib(adapter.max_buffer_size)}</dd>
-                        <dt>"Max storage binding"</dt><dd data-testid="adapter-max-binding">{mib(adapter.max_storage_buffer_binding_size)}</dd>
-                        <dt>"Workgroup storage"</dt><dd>{format!("{} KiB", adapter.max_compute_workgroup_storage_size / 1024)}</dd>
+                        <dt>"Max buffer"</dt><dd data-testid="adapter-max-buffer">{fmt_bytes(adapter.max_buffer_size)}</dd>
+                        <dt>"Max storage binding"</dt><dd data-testid="adapter-max-binding">{fmt_bytes(adapter.max_storage_buffer_binding_size)}</dd>
+                        <dt>"Workgroup storage"</dt><dd>{fmt_bytes(adapter.max_compute_workgroup_storage_size.into())}</dd>
                         <dt>"Invocations per workgroup"</dt><dd>{adapter.max_compute_invocations_per_workgroup}</dd>
                     </dl>
                 }

@@ -194,7 +194,7 @@ pub fn App() -> impl IntoView {
                     </div>
                 </div>
             })}
-            {(!kiosk_on).then(|| view! { <DevicePanel device=state.device.read_only() /> })}
+            {(!kiosk_on).then(|| view! { <DevicePanel device=state.device.read_only() last_run=state.last_run.read_only() /> })}
         </main>
     }
 }

@@ -2,12 +2,13 @@
 //! the OPFS cache (loads offline), a local file (picker or drop), or a URL.
 
 use leptos::prelude::*;
+use m1_engine::units::fmt_bytes;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::engine::EngineHandle;
-use super::state::{fmt_bytes, AppState};
+use super::state::AppState;
 use crate::protocol::{LoadSource, ModelInfo, Phase, Request};
 
 /// Context the engine's KV cache is sized for: m1's 4K-token budget plus question and answer.

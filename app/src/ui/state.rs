@@ -1,9 +1,13 @@
 //! The page's state as signals, and the reducer that applies worker events to it.
 
 use leptos::prelude::*;
-use m1_engine::reason::{Event as ReasonEvent, StopReason, Summary};
+use m1_engine::reason::{
+    Event as ReasonEvent, StopReason, Summary, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS,
+};
 
-use crate::protocol::{CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase};
+use crate::protocol::{
+    CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase, RunStats,
+};
 use crate::remedy::reload_source;
 
 /// A piece of the reasoning as shown: text, or a marker where the controller intervened.
@@ -30,6 +34,8 @@ pub struct Progress {
 #[derive(Clone, Copy)]
 pub struct AppState {
     pub device: RwSignal<Option<DeviceInfo>>,
+    /// What the last answer cost (shown under "About this device").
+    pub last_run: RwSignal<Option<RunStats>>,
     pub status: RwSignal<String>,
     pub error: RwSignal<Option<(ErrorKind, String)>>,
     pub model: RwSignal<Option<ModelInfo>>,
@@ -64,6 +70,7 @@ impl AppState {
     pub fn new() -> Self {
         Self {
             device: RwSignal::new(None),
+            last_run: RwSignal::new(None),
             status: RwSignal::new("Starting the engine…".into()),
             error: RwSignal::new(None),
             model: RwSignal::new(None),
@@ -74,8 +81,8 @@ impl AppState {
             running: RwSignal::new(false),
             pieces: RwSignal::new(Vec::new()),
             think_tokens: RwSignal::new(0),
-            budget: RwSignal::new(4096),
-            max_answer: RwSignal::new(1024),
+            budget: RwSignal::new(DEFAULT_BUDGET as u32),
+            max_answer: RwSignal::new(DEFAULT_MAX_ANSWER_TOKENS as u32),
             run_budget: RwSignal::new(None),
             answer_prefix: RwSignal::new(None),
             answer: RwSignal::new(String::new()),
@@ -171,6 +178,7 @@ impl AppState {
                 self.quota.set((usage, quota));
             }
             Event::Reason { event } => self.apply_reason(event),
+            Event::RunStats { stats } => self.last_run.set(Some(stats)),
             Event::Error { kind, message } => {
                 if matches!(
                     kind,
@@ -276,12 +284,4 @@ pub fn now_ms() -> f64 {
         .and_then(|w| w.performance())
         .map(|p| p.now())
         .unwrap_or_else(js_sys::Date::now)
-}
-
-pub fn fmt_bytes(b: u64) -> String {
-    if b >= 1_000_000_000 {
-        format!("{:.2} GB", b as f64 / 1e9)
-    } else {
-        format!("{:.0} MB", b as f64 / 1e6)
-    }
 }

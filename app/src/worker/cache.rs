@@ -5,7 +5,7 @@
 //! downloads still under way or broken off (with their URL and the byte ranges stored), so
 //! a download resumes even after the page was closed. A partial copy is never loaded.
 
-use serde::{Deserialize, Serialize};
+use m1_engine::units::fmt_bytes;
 use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -15,41 +15,17 @@ use web_sys::{
 };
 
 use super::js::{await_promise, describe, scope};
+use crate::cache_index::{Index, PartialRecord};
 use crate::protocol::CacheEntry;
 
 const DIR: &str = "models";
 const INDEX: &str = "index.json";
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Index {
-    entries: Vec<CacheEntry>,
-    #[serde(default)]
-    partials: Vec<PartialRecord>,
-}
-
-/// A download that has not completed: where it comes from and which bytes the copy holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PartialRecord {
-    file: String,
-    url: String,
-    size: u64,
-    /// Sorted, merged byte ranges `[start, end)` written and flushed.
-    covered: Vec<(u64, u64)>,
-}
-
-impl Index {
-    fn forget(&mut self, file: &str) {
-        self.entries.retain(|e| e.file != file);
-        self.partials.retain(|p| p.file != file);
-    }
-
-    /// Records `partial` in place of anything of the same name.
-    async fn keep_partial(partial: &PartialRecord) -> Result<(), String> {
-        let mut index = read_index().await;
-        index.forget(&partial.file);
-        index.partials.push(partial.clone());
-        write_index(&index).await
-    }
+/// Records `partial` in the stored index in place of anything of the same name.
+async fn keep_partial(partial: &PartialRecord) -> Result<(), String> {
+    let mut index = read_index().await;
+    index.keep_partial(partial);
+    write_index(&index).await
 }
 
 fn storage() -> Result<StorageManager, String> {
@@ -85,12 +61,12 @@ async fn read_index() -> Index {
         return Index::default();
     };
     text.as_string()
-        .and_then(|t| serde_json::from_str(&t).ok())
+        .map(|t| Index::parse(&t))
         .unwrap_or_default()
 }
 
 async fn write_index(index: &Index) -> Result<(), String> {
-    let text = serde_json::to_string(index).map_err(|e| e.to_string())?;
+    let text = index.to_json()?;
     let h = sync_handle(INDEX).await?;
     let result = (|| {
         h.truncate_with_f64(0.0).map_err(|e| describe(&e))?;
@@ -128,12 +104,7 @@ pub async fn list() -> Vec<CacheEntry> {
     }
     for p in index.partials {
         if open(&p.file).await.is_ok() {
-            out.push(CacheEntry {
-                incomplete: Some(p.covered.iter().map(|(s, e)| e - s).sum()),
-                file: p.file,
-                size: p.size,
-                sha256: None,
-            });
+            out.push(p.to_entry());
         }
     }
     out
@@ -157,6 +128,17 @@ pub async fn delete(name: &str) -> Result<(), String> {
         Err(e) if e.contains("NotFound") || e.contains("could not be found") => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Tells the UI what the cache holds and how much the origin may store.
+pub async fn post_list() {
+    let entries = list().await;
+    let (usage, quota) = estimate().await;
+    super::post(&crate::protocol::Event::Cache {
+        entries,
+        usage,
+        quota,
+    });
 }
 
 /// (usage, quota) of this origin, where the browser says.
@@ -195,14 +177,13 @@ impl CacheWriter {
         let (usage, quota) = estimate().await;
         if let (Some(u), Some(q)) = (usage, quota) {
             if q.saturating_sub(u) < size {
-                let mb = |b: u64| format!("{:.0} MB", b as f64 / 1e6);
                 return Err(CacheError::Quota(format!(
                     "This model won't fit: it needs {} but this site may store only {} more \
                      (quota {}, {} used). Free disk space or delete cached models, then load it again.",
-                    mb(size),
-                    mb(q.saturating_sub(u)),
-                    mb(q),
-                    mb(u)
+                    fmt_bytes(size),
+                    fmt_bytes(q.saturating_sub(u)),
+                    fmt_bytes(q),
+                    fmt_bytes(u)
                 )));
             }
         }
@@ -217,9 +198,7 @@ impl CacheWriter {
             size,
             covered: Vec::new(),
         };
-        Index::keep_partial(&record)
-            .await
-            .map_err(CacheError::Other)?;
+        keep_partial(&record).await.map_err(CacheError::Other)?;
         let handle = sync_handle(file).await.map_err(CacheError::Other)?;
         handle
             .truncate_with_f64(0.0)
@@ -239,7 +218,7 @@ impl CacheWriter {
         // The recorded ranges must lie inside what the file holds (a copy cut short by a
         // crash before its flush starts over).
         let len = handle.get_size().ok()? as u64;
-        if record.covered.last().is_some_and(|&(_, end)| end > len) {
+        if !record.fits(len) {
             handle.close();
             return None;
         }
@@ -252,7 +231,7 @@ impl CacheWriter {
         let flushed = self.handle.flush().map_err(|e| describe(&e));
         self.handle.close();
         flushed?;
-        Index::keep_partial(&self.record).await
+        keep_partial(&self.record).await
     }
 
     pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), String> {
@@ -265,14 +244,14 @@ impl CacheWriter {
         if n as usize != bytes.len() {
             return Err(format!("the cache accepted {n} of {} bytes", bytes.len()));
         }
-        self.cover(offset, offset + bytes.len() as u64);
+        self.record.cover(offset, offset + bytes.len() as u64);
         Ok(())
     }
 
     /// From `pos` (before `end`): whether the copy already holds that byte, and where that
     /// run (held or missing) stops.
     pub fn run_at(&self, pos: u64, end: u64) -> (bool, u64) {
-        run_at(&self.record.covered, pos, end)
+        self.record.run_at(pos, end)
     }
 
     /// Reads bytes the copy already holds (a resumed download).
@@ -292,34 +271,10 @@ impl CacheWriter {
         Ok(())
     }
 
-    fn cover(&mut self, start: u64, end: u64) {
-        self.record.covered.push((start, end));
-        self.record.covered.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.record.covered.len());
-        for &(s, e) in &self.record.covered {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        self.record.covered = merged;
-    }
-
     /// Ranges the loader never read (padding, metadata it skipped): fetched before the copy
     /// can be complete.
     pub fn gaps(&self) -> Vec<(u64, u64)> {
-        let mut gaps = Vec::new();
-        let mut at = 0;
-        for &(s, e) in &self.record.covered {
-            if s > at {
-                gaps.push((at, s));
-            }
-            at = at.max(e);
-        }
-        if at < self.record.size {
-            gaps.push((at, self.record.size));
-        }
-        gaps
+        self.record.gaps()
     }
 
     /// Checks size and (when known) sha256 by reading the copy back, then records it as
@@ -345,8 +300,7 @@ impl CacheWriter {
             incomplete: None,
         };
         let mut index = read_index().await;
-        index.forget(&self.record.file);
-        index.entries.push(entry.clone());
+        index.keep_entry(&entry);
         write_index(&index).await.map_err(CacheError::Other)?;
         Ok(entry)
     }
@@ -407,19 +361,6 @@ impl CacheWriter {
         self.handle.close();
         let _ = delete(&self.record.file).await;
     }
-}
-
-/// See [`CacheWriter::run_at`]; `covered` is sorted and merged.
-fn run_at(covered: &[(u64, u64)], pos: u64, end: u64) -> (bool, u64) {
-    for &(s, e) in covered {
-        if pos < s {
-            return (false, s.min(end));
-        }
-        if pos < e {
-            return (true, e.min(end));
-        }
-    }
-    (false, end)
 }
 
 #[derive(Debug)]

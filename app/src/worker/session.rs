@@ -1,116 +1,41 @@
-//! A loaded model in the worker: tokenizer + backend, and the ask/chat runs over it.
+//! A loaded model in the worker, and the ask runs over it.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use m1_engine::backend::{
-    run_controller, AnyBackend, Backend, CpuBackend, EngineError, GpuBackend, Sampling,
-};
-use m1_engine::cpu::{CpuError, CpuModel, CpuOptions, WASM32_MEMORY};
-use m1_engine::gguf::{ByteSource, GgufError, Header};
-use m1_engine::gpu::{Gpu, GpuError, GpuModel, GpuModelError, GpuModelOptions, GpuOptions};
-use m1_engine::model::ModelConfig;
-use m1_engine::reason::{
-    ChatConfig, Controller, Event as ReasonEvent, Question, ReasonConfig, QWEN_SYSTEM_PROMPT,
-};
-use m1_engine::tokenizer::Tokenizer;
+use m1_engine::backend::{run_controller, Backend, CpuBackend, EngineError, Loaded, Sampling};
+use m1_engine::reason::{Controller, Event as ReasonEvent, Question, ReasonConfig};
 
 use super::js::{now_ms, yield_now};
-use crate::protocol::AskSettings;
+use crate::protocol::{AskSettings, RunStats};
 
 pub struct Session {
-    pub tokenizer: Tokenizer,
-    pub backend: AnyBackend<Yielding<CpuBackend>>,
-    pub config: ModelConfig,
-    /// The file names itself m1 (its metadata, not its file name: [`m1_engine::model::is_m1`]).
-    pub is_m1: bool,
+    pub model: Loaded<Yielding<CpuBackend>>,
 }
 
 impl Session {
-    /// On the GPU when `gpu` is given (weights streamed into GPU buffers), else on the CPU
-    /// (weights in wasm memory: fine for small models, the fallback where WebGPU is missing).
-    pub async fn load<S: ByteSource>(
-        header: &Header,
-        source: S,
-        context: usize,
-        gpu: Option<Gpu>,
-    ) -> Result<Self, LoadError> {
-        let config =
-            ModelConfig::from_header(header).map_err(|e| LoadError::BadModel(e.to_string()))?;
-        let tokenizer = Tokenizer::from_metadata(&header.metadata)
-            .map_err(|e| LoadError::BadModel(e.to_string()))?;
-        let context = context.min(config.context_length);
-        let backend = match gpu {
-            Some(gpu) => {
-                let options = GpuModelOptions {
-                    context: Some(context),
-                    ..Default::default()
-                };
-                let model =
-                    GpuModel::load(gpu, header, source, options)
-                        .await
-                        .map_err(|e| match e {
-                            GpuModelError::Gguf(g) => LoadError::Read(g),
-                            GpuModelError::OutOfMemory { .. }
-                            | GpuModelError::Gpu(GpuError::OutOfMemory { .. }) => {
-                                LoadError::OutOfMemory(format!(
-                                    "the model does not fit in this GPU's memory: {e}"
-                                ))
-                            }
-                            other => LoadError::BadModel(other.to_string()),
-                        })?;
-                AnyBackend::gpu(GpuBackend::new(model))
-            }
-            None => {
-                // What this worker's memory can still grow by: a model that needs more is
-                // refused up front (a failed allocation would abort the worker).
-                let in_use = super::js::wasm_memory_bytes();
-                let options = CpuOptions {
-                    max_seq_len: Some(context),
-                    memory_limit: Some(WASM32_MEMORY.saturating_sub(in_use)),
-                    ..Default::default()
-                };
-                let model = CpuModel::load(header, source, options)
-                    .await
-                    .map_err(|e| match e {
-                        CpuError::Gguf(g) => LoadError::Read(g),
-                        CpuError::TooLarge { .. } => LoadError::OutOfMemory(format!(
-                            "this model is too large for the CPU path in a browser: {e}. \
-                             It runs on WebGPU: use a browser with WebGPU on a GPU."
-                        )),
-                        other => LoadError::BadModel(other.to_string()),
-                    })?;
-                AnyBackend::Cpu(Yielding(CpuBackend::new(model)))
-            }
-        };
-        Ok(Self {
-            tokenizer,
-            backend,
-            config,
-            is_m1: m1_engine::model::is_m1(&header.metadata),
-        })
-    }
-
     pub fn device_name(&self) -> String {
-        self.backend.device_name()
+        self.model.backend.device_name()
     }
 
-    /// One m1 question with budget forcing; every event goes to `emit` as it happens.
+    /// One m1 question with budget forcing; every event goes to `emit` as it happens. Returns
+    /// what the run cost.
     pub async fn ask(
         &mut self,
         question: &Question,
         settings: &AskSettings,
         cancelled: Rc<Cell<bool>>,
         emit: impl FnMut(ReasonEvent),
-    ) -> Result<(), EngineError> {
+    ) -> Result<RunStats, EngineError> {
         let config = ReasonConfig {
             budget: settings.budget as usize,
             waits: settings.waits as usize,
             max_answer_tokens: settings.max_answer_tokens as usize,
         };
-        let mut ctl = Controller::reasoning_for(&self.tokenizer, question, config)?;
-        run_controller(
-            &mut self.backend,
+        let mut ctl = Controller::reasoning_for(&self.model.tokenizer, question, config)?;
+        let before = self.gpu_stats();
+        let summary = run_controller(
+            &mut self.model.backend,
             &mut ctl,
             &settings.sampling,
             now_ms,
@@ -118,47 +43,37 @@ impl Session {
             || cancelled.get(),
         )
         .await?;
-        Ok(())
-    }
-
-    /// Plain chat (no forcing), for models that are not m1.
-    pub async fn chat(
-        &mut self,
-        question: &Question,
-        max_tokens: u32,
-        sampling: &Sampling,
-        cancelled: Rc<Cell<bool>>,
-        emit: impl FnMut(ReasonEvent),
-    ) -> Result<(), EngineError> {
-        let config = ChatConfig {
-            max_tokens: max_tokens as usize,
-        };
-        let mut ctl = Controller::chat_for(&self.tokenizer, QWEN_SYSTEM_PROMPT, question, config)?;
-        run_controller(&mut self.backend, &mut ctl, sampling, now_ms, emit, || {
-            cancelled.get()
+        let per_step = before.zip(self.gpu_stats()).and_then(|(b, a)| {
+            let steps = a.steps.checked_sub(b.steps).filter(|&n| n > 0)? as f64;
+            let timed = (a.timed_steps - b.timed_steps) as f64;
+            Some((
+                (a.host_ms - b.host_ms) / steps,
+                (a.dispatches - b.dispatches) as f64 / steps,
+                (timed > 0.0).then(|| (a.gpu_ms - b.gpu_ms) / timed),
+            ))
+        });
+        Ok(RunStats {
+            decode_tokens_per_s: summary.decode_tokens_per_s,
+            host_ms_per_token: per_step.map(|p| p.0),
+            dispatches_per_token: per_step.map(|p| p.1),
+            gpu_ms_per_token: per_step.and_then(|p| p.2),
         })
-        .await?;
-        Ok(())
     }
-}
 
-pub enum LoadError {
-    Read(GgufError),
-    BadModel(String),
-    OutOfMemory(String),
-}
-
-/// Opens the GPU for a model; `None` (CPU) when the device probe chose the CPU.
-pub async fn open_gpu(use_gpu: bool) -> Option<Gpu> {
-    if !use_gpu {
-        return None;
+    fn gpu_stats(&self) -> Option<m1_engine::gpu::StepStats> {
+        self.model.backend.as_gpu().map(|g| g.model().stats())
     }
-    Gpu::new(GpuOptions::default()).await.ok()
 }
 
 /// The CPU backend never suspends, so without this the worker could not see a Stop
 /// message until the whole answer was done: each step first lets the event loop run.
 pub struct Yielding<B>(pub B);
+
+impl From<CpuBackend> for Yielding<CpuBackend> {
+    fn from(backend: CpuBackend) -> Self {
+        Self(backend)
+    }
+}
 
 impl<B: Backend> Backend for Yielding<B> {
     async fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
@@ -185,18 +100,5 @@ impl<B: Backend> Backend for Yielding<B> {
 
     fn device_name(&self) -> String {
         self.0.device_name()
-    }
-}
-
-/// Lends a source to the loader while the caller keeps it (to fill cache gaps afterwards).
-pub struct Borrowed<'a, S>(pub &'a mut S);
-
-impl<S: ByteSource> ByteSource for Borrowed<'_, S> {
-    fn size(&self) -> u64 {
-        self.0.size()
-    }
-
-    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
-        self.0.read_at(offset, buf).await
     }
 }

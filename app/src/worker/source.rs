@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use m1_engine::gguf::{ByteSource, GgufError};
+use m1_engine::units::fmt_bytes;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, Headers, Request, RequestInit, Response};
 
@@ -145,8 +146,8 @@ impl HttpSource {
                             let message = format!(
                                 "This model won't fit in this site's storage: saving it failed at {} of {} ({e}). \
                                  Free disk space or delete cached models, then load it again.",
-                                fmt_mb(offset),
-                                fmt_mb(self.size)
+                                fmt_bytes(offset),
+                                fmt_bytes(self.size)
                             );
                             self.failure = Some(Failure::Cache(message.clone()));
                             return Err(message);
@@ -164,8 +165,8 @@ impl HttpSource {
         let message = format!(
             "The download stopped: the network failed at {} of {} after {RETRIES} tries ({last}). \
              Retry resumes from there.",
-            fmt_mb(offset),
-            fmt_mb(self.size)
+            fmt_bytes(offset),
+            fmt_bytes(self.size)
         );
         self.failure = Some(Failure::Network(message.clone()));
         Err(message)
@@ -190,10 +191,6 @@ fn begin_read(
         return Err(io("cancelled".into()));
     }
     Ok(io)
-}
-
-fn fmt_mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 impl ByteSource for HttpSource {
@@ -243,7 +240,8 @@ async fn fetch_range(url: &str, offset: u64, len: u64) -> Result<Response, Strin
         .map_err(|_| "fetch returned no Response".to_string())
 }
 
-/// A `File` or OPFS file, read by slices: never whole into wasm memory.
+/// A `File` or OPFS file, read by slices: never whole into wasm memory. Its `control`
+/// cancels; the progress of a read from disk is the engine loader's (weights placed).
 pub struct BlobSource {
     blob: Blob,
     size: u64,
@@ -277,7 +275,6 @@ impl ByteSource for BlobSource {
             .map_err(|e| io(super::js::describe(&e)))?;
         let ab = await_promise(slice.array_buffer()).await.map_err(io)?;
         copy_exact(&ab, buf).map_err(io)?;
-        self.control.advance(offset + len, self.size);
         Ok(())
     }
 }

@@ -7,42 +7,11 @@
 //! `StdRng`) means the CPU and GPU backends pick the same token from the same logits, and a
 //! rerun of one question after `reset` repeats itself whatever ran before.
 
-use serde::{Deserialize, Serialize};
-
 use super::EngineError;
-use crate::gpu::reference::sample_uniform;
-
-/// The m1 evaluation's seed (notes/m1-recipe.md).
-pub const DEFAULT_SEED: u64 = 42;
-
-/// How to pick each token. The default is m1's recipe: greedy.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Sampling {
-    /// 0 means greedy (argmax, lowest id on ties).
-    pub temperature: f32,
-    /// Keep the smallest set of most likely tokens whose probability reaches this; 1 keeps all.
-    pub top_p: f32,
-    pub seed: u64,
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Self::GREEDY
-    }
-}
+use crate::sampling::sample_uniform;
+pub use crate::sampling::{Sampling, DEFAULT_SEED};
 
 impl Sampling {
-    pub const GREEDY: Sampling = Sampling {
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: DEFAULT_SEED,
-    };
-
-    pub fn is_greedy(&self) -> bool {
-        self.temperature == 0.0
-    }
-
     /// Rejects settings that have no meaning, rather than silently clamping a typo.
     pub fn validate(&self) -> Result<(), EngineError> {
         let bad = |what, value, why| Err(EngineError::BadSampling { what, value, why });
@@ -57,16 +26,6 @@ impl Sampling {
             return bad("top_p", self.top_p, "must be in (0, 1]");
         }
         Ok(())
-    }
-}
-
-impl From<Sampling> for crate::gpu::Sampling {
-    fn from(s: Sampling) -> Self {
-        Self {
-            temperature: s.temperature,
-            top_p: s.top_p,
-            seed: s.seed,
-        }
     }
 }
 

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::gguf::GgufError;
 use crate::model::ConfigError;
+use crate::units::fmt_bytes;
 
 pub use model::{greedy, CpuModel, CpuOptions, WASM32_MEMORY};
 
@@ -42,7 +43,7 @@ pub enum CpuError {
     #[error(
         "the model needs about {} of memory on the CPU ({} of weights, up to {} of KV cache \
          for {context} positions, {} more while loading), more than the {} available",
-        size_text(*needed), size_text(*weights), size_text(*kv_cache), size_text(*loading), size_text(*limit)
+        fmt_bytes(*needed), fmt_bytes(*weights), fmt_bytes(*kv_cache), fmt_bytes(*loading), fmt_bytes(*limit)
     )]
     TooLarge {
         needed: u64,
@@ -52,13 +53,4 @@ pub enum CpuError {
         loading: u64,
         limit: u64,
     },
-}
-
-/// "4.68 GB", "97 MB": decimal units, as the page shows sizes.
-fn size_text(bytes: u64) -> String {
-    if bytes >= 1_000_000_000 {
-        format!("{:.2} GB", bytes as f64 / 1e9)
-    } else {
-        format!("{:.0} MB", bytes as f64 / 1e6)
-    }
 }

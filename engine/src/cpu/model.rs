@@ -12,7 +12,7 @@ use super::kernels::{matmul_many, Activations, Isa, Partner, Pool, QMatrix, QTyp
 use super::ops::{add, add_bias, rms_norm, rope, rope_tables, swiglu, AttentionShape};
 use super::CpuError;
 use crate::gguf::{ByteSource, GgmlType, Header, TensorInfo, TensorStream, DEFAULT_CHUNK_BYTES};
-use crate::model::{ModelConfig, WeightSpec, WeightTable};
+use crate::model::{Assemble, Layer, ModelConfig, WeightSpec, WeightTable};
 
 // Our block sizes and candle's must agree byte for byte: we hand candle raw GGUF bytes.
 const _: () = {
@@ -368,27 +368,9 @@ impl KvCache {
     }
 }
 
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    q_bias: Option<Tensor>,
-    k_bias: Option<Tensor>,
-    v_bias: Option<Tensor>,
-    output: Linear,
-}
-
-struct FeedForward {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
+/// One decoder block: its weights (linear layers; f32 norms and biases) and its KV cache.
 struct Block {
-    attn_norm: Tensor,
-    attn: Attention,
-    ffn_norm: Tensor,
-    ffn: FeedForward,
+    w: Layer<Linear, Tensor>,
     cache: KvCache,
 }
 
@@ -520,9 +502,19 @@ impl Loaded {
             _ => Err(Self::misplaced(spec)),
         }
     }
+}
 
-    fn dense_opt(&mut self, spec: &Option<WeightSpec>) -> Result<Option<Tensor>, CpuError> {
-        spec.as_ref().map(|s| self.dense(s)).transpose()
+impl Assemble for Loaded {
+    type Matrix = Linear;
+    type Vector = Tensor;
+    type Error = CpuError;
+
+    fn matrix(&mut self, spec: &WeightSpec) -> Result<Linear, CpuError> {
+        self.linear(spec)
+    }
+
+    fn vector(&mut self, spec: &WeightSpec) -> Result<Tensor, CpuError> {
+        self.dense(spec)
     }
 }
 
@@ -617,28 +609,16 @@ impl CpuModel {
             Some(tied) => tied,
             None => loaded.linear(&table.output)?,
         };
-        let mut blocks = Vec::with_capacity(config.n_layer);
-        for l in &table.layers {
-            blocks.push(Block {
-                attn_norm: loaded.dense(&l.attn_norm)?,
-                attn: Attention {
-                    q: loaded.linear(&l.attn_q)?,
-                    k: loaded.linear(&l.attn_k)?,
-                    v: loaded.linear(&l.attn_v)?,
-                    q_bias: loaded.dense_opt(&l.attn_q_bias)?,
-                    k_bias: loaded.dense_opt(&l.attn_k_bias)?,
-                    v_bias: loaded.dense_opt(&l.attn_v_bias)?,
-                    output: loaded.linear(&l.attn_output)?,
-                },
-                ffn_norm: loaded.dense(&l.ffn_norm)?,
-                ffn: FeedForward {
-                    gate: loaded.linear(&l.ffn_gate)?,
-                    up: loaded.linear(&l.ffn_up)?,
-                    down: loaded.linear(&l.ffn_down)?,
-                },
-                cache: KvCache::new(),
-            });
-        }
+        let blocks = table
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(Block {
+                    w: Layer::build(l, &mut loaded)?,
+                    cache: KvCache::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, CpuError>>()?;
         let output_norm = loaded.dense(&table.output_norm)?;
         let compute = Compute {
             isa: Isa::best(),
@@ -717,7 +697,7 @@ impl CpuModel {
             .to_vec1::<f32>()?;
         let rope = rope_tables(pos, n, c.n_rot, c.rope_theta);
         for block in &mut self.blocks {
-            let h = with_values(&block.attn_norm, |w| rms_norm(&x, w, c.rms_eps))?;
+            let h = with_values(&block.w.attn_norm, |w| rms_norm(&x, w, c.rms_eps))?;
             let a = attention(
                 block,
                 &h,
@@ -729,11 +709,11 @@ impl CpuModel {
                 cx,
             )?;
             add(&mut x, &a);
-            let h = with_values(&block.ffn_norm, |w| rms_norm(&x, w, c.rms_eps))?;
-            let f = &block.ffn;
-            let [mut gate, up] = Linear::forward_n([&f.gate, &f.up], &h, d, cx)?;
+            let h = with_values(&block.w.ffn_norm, |w| rms_norm(&x, w, c.rms_eps))?;
+            let w = &block.w;
+            let [mut gate, up] = Linear::forward_n([&w.ffn_gate, &w.ffn_up], &h, d, cx)?;
             swiglu(&mut gate, &up);
-            let m = f.down.forward(&gate, up.len() / n, cx)?;
+            let m = w.ffn_down.forward(&gate, up.len() / n, cx)?;
             add(&mut x, &m);
         }
         // Only the last position's logits are needed (llama.cpp's `inp_out_ids`).
@@ -772,14 +752,15 @@ fn attention(
     max_len: usize,
     cx: &Compute,
 ) -> Result<Vec<f32>, CpuError> {
-    let a = &block.attn;
+    let w = &block.w;
     let n = h.len() / c.n_embd;
     let (hd, n_head, n_kv) = (c.head_dim, c.n_head, c.n_head_kv);
-    let [mut q, mut k, mut v] = Linear::forward_n([&a.q, &a.k, &a.v], h, c.n_embd, cx)?;
+    let [mut q, mut k, mut v] =
+        Linear::forward_n([&w.attn_q, &w.attn_k, &w.attn_v], h, c.n_embd, cx)?;
     for (y, b) in [
-        (&mut q, &a.q_bias),
-        (&mut k, &a.k_bias),
-        (&mut v, &a.v_bias),
+        (&mut q, &w.attn_q_bias),
+        (&mut k, &w.attn_k_bias),
+        (&mut v, &w.attn_v_bias),
     ] {
         if let Some(b) = b {
             with_values(b, |b| add_bias(y, b))?;
@@ -803,7 +784,7 @@ fn attention(
         capacity: cache.capacity,
     };
     let out = super::ops::attention(cx.isa, &cx.pool, &q, &cache.k, &cache.v, shape, opts.kv_f16);
-    Ok(a.output.forward(&out, n_head * hd, cx)?)
+    Ok(w.attn_output.forward(&out, n_head * hd, cx)?)
 }
 
 /// Index of the largest logit.

@@ -17,6 +17,18 @@ pub trait ByteSource {
     async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError>;
 }
 
+/// A borrowed source reads as the source: a caller can lend one to a loader and read on
+/// afterwards (the browser fills its cache copy's gaps after the load).
+impl<S: ByteSource + ?Sized> ByteSource for &mut S {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+
+    async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
+        (**self).read_at(offset, buf).await
+    }
+}
+
 fn check_range(offset: u64, len: usize, size: u64) -> Result<(), GgufError> {
     let len = len as u64;
     match offset.checked_add(len) {

@@ -1,93 +1,98 @@
 use std::fmt;
 
-/// The ggml tensor types this engine can size, with their on-disk ids (ggml.h `enum ggml_type`).
-///
-/// Ids not listed here (IQ*, TQ*, MXFP4, integer types, ...) are rejected at parse time with
-/// [`super::GgufError::UnsupportedTensorType`]: without their block layout we cannot bound
-/// the tensor's byte range, let alone run it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GgmlType {
-    F32,
-    F16,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q8_1,
-    Q2K,
-    Q3K,
-    Q4K,
-    Q5K,
-    Q6K,
-    Q8K,
-    BF16,
+/// The one table of ggml tensor types: variant, on-disk id (ggml.h `enum ggml_type`), the
+/// name ggml prints, elements per block and bytes per block (`sizeof(block_*)` in
+/// ggml-common.h). Everything else derives from it; code that must treat each type (the
+/// GPU's kernel files, candle's names) matches on [`GgmlType`] without a wildcard, so a
+/// row added here fails to compile until every such place handles it.
+macro_rules! ggml_types {
+    ($($(#[$doc:meta])* $variant:ident = $id:literal, $name:literal, $block:expr, $bytes:expr;)*) => {
+        /// The ggml tensor types this engine can size.
+        ///
+        /// Ids not listed (IQ*, TQ*, MXFP4, integer types, ...) are rejected at parse time
+        /// with [`super::GgufError::UnsupportedTensorType`]: without their block layout we
+        /// cannot bound the tensor's byte range, let alone run it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum GgmlType {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl GgmlType {
+            pub const ALL: &'static [GgmlType] = &[$(Self::$variant,)*];
+
+            /// The type of a GGUF tensor info's id.
+            pub fn from_id(id: u32) -> Option<Self> {
+                match id {
+                    $($id => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub const fn id(self) -> u32 {
+                match self {
+                    $(Self::$variant => $id,)*
+                }
+            }
+
+            /// The name ggml and llama.cpp print for the type.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            /// Elements per block.
+            pub const fn block_size(self) -> u64 {
+                match self {
+                    $(Self::$variant => $block,)*
+                }
+            }
+
+            /// Bytes per block.
+            pub const fn type_size(self) -> u64 {
+                match self {
+                    $(Self::$variant => $bytes,)*
+                }
+            }
+        }
+    };
 }
 
 /// Elements per super-block of the k-quants (ggml `QK_K`).
 pub const QK_K: u64 = 256;
 
+ggml_types! {
+    F32 = 0, "F32", 1, 4;
+    F16 = 1, "F16", 1, 2;
+    /// f16 d + 16 bytes of nibbles
+    Q4_0 = 2, "Q4_0", 32, 18;
+    /// f16 d, f16 m + 16 bytes of nibbles
+    Q4_1 = 3, "Q4_1", 32, 20;
+    // 4 and 5 were Q4_2 and Q4_3, removed long ago.
+    /// f16 d + 4 bytes of high bits + 16 bytes of nibbles
+    Q5_0 = 6, "Q5_0", 32, 22;
+    /// f16 d, f16 m + 4 + 16
+    Q5_1 = 7, "Q5_1", 32, 24;
+    /// f16 d + 32 int8
+    Q8_0 = 8, "Q8_0", 32, 34;
+    /// f16 d, f16 s + 32 int8
+    Q8_1 = 9, "Q8_1", 32, 36;
+    /// scales[16] + qs[64] + f16 d + f16 dmin
+    Q2K = 10, "Q2_K", QK_K, 84;
+    /// hmask[32] + qs[64] + scales[12] + f16 d
+    Q3K = 11, "Q3_K", QK_K, 110;
+    /// f16 d, f16 dmin + scales[12] + qs[128]
+    Q4K = 12, "Q4_K", QK_K, 144;
+    /// f16 d, f16 dmin + scales[12] + qh[32] + qs[128]
+    Q5K = 13, "Q5_K", QK_K, 176;
+    /// ql[128] + qh[64] + scales[16] + f16 d
+    Q6K = 14, "Q6_K", QK_K, 210;
+    /// f32 d + qs[256] + i16 bsums[16]
+    Q8K = 15, "Q8_K", QK_K, 292;
+    BF16 = 30, "BF16", 1, 2;
+}
+
 impl GgmlType {
-    pub const ALL: [GgmlType; 15] = [
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-        GgmlType::Q8_1,
-        GgmlType::Q2K,
-        GgmlType::Q3K,
-        GgmlType::Q4K,
-        GgmlType::Q5K,
-        GgmlType::Q6K,
-        GgmlType::Q8K,
-        GgmlType::BF16,
-    ];
-
-    /// The id stored in a GGUF tensor info (ggml.h; 4-5 were Q4_2/Q4_3, removed long ago).
-    pub fn from_id(id: u32) -> Option<Self> {
-        Some(match id {
-            0 => Self::F32,
-            1 => Self::F16,
-            2 => Self::Q4_0,
-            3 => Self::Q4_1,
-            6 => Self::Q5_0,
-            7 => Self::Q5_1,
-            8 => Self::Q8_0,
-            9 => Self::Q8_1,
-            10 => Self::Q2K,
-            11 => Self::Q3K,
-            12 => Self::Q4K,
-            13 => Self::Q5K,
-            14 => Self::Q6K,
-            15 => Self::Q8K,
-            30 => Self::BF16,
-            _ => return None,
-        })
-    }
-
-    pub fn id(self) -> u32 {
-        match self {
-            Self::F32 => 0,
-            Self::F16 => 1,
-            Self::Q4_0 => 2,
-            Self::Q4_1 => 3,
-            Self::Q5_0 => 6,
-            Self::Q5_1 => 7,
-            Self::Q8_0 => 8,
-            Self::Q8_1 => 9,
-            Self::Q2K => 10,
-            Self::Q3K => 11,
-            Self::Q4K => 12,
-            Self::Q5K => 13,
-            Self::Q6K => 14,
-            Self::Q8K => 15,
-            Self::BF16 => 30,
-        }
-    }
-
     /// F32, F16 or BF16: one value per element, no blocks.
     pub fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F16 | Self::BF16)
@@ -109,87 +114,6 @@ impl GgmlType {
                 .collect(),
             _ => return None,
         })
-    }
-
-    /// The name ggml and llama.cpp print for the type.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "F32",
-            Self::F16 => "F16",
-            Self::Q4_0 => "Q4_0",
-            Self::Q4_1 => "Q4_1",
-            Self::Q5_0 => "Q5_0",
-            Self::Q5_1 => "Q5_1",
-            Self::Q8_0 => "Q8_0",
-            Self::Q8_1 => "Q8_1",
-            Self::Q2K => "Q2_K",
-            Self::Q3K => "Q3_K",
-            Self::Q4K => "Q4_K",
-            Self::Q5K => "Q5_K",
-            Self::Q6K => "Q6_K",
-            Self::Q8K => "Q8_K",
-            Self::BF16 => "BF16",
-        }
-    }
-
-    /// Elements per block.
-    pub const fn block_size(self) -> u64 {
-        match self {
-            Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::Q8_1 => 32,
-            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K | Self::Q8K => QK_K,
-        }
-    }
-
-    /// Bytes per block: the `sizeof(block_*)` of ggml-common.h.
-    pub const fn type_size(self) -> u64 {
-        match self {
-            Self::F32 => 4,
-            Self::F16 | Self::BF16 => 2,
-            // f16 d + 16 bytes of nibbles
-            Self::Q4_0 => 18,
-            // f16 d, f16 m + 16 bytes of nibbles
-            Self::Q4_1 => 20,
-            // f16 d + 4 bytes of high bits + 16 bytes of nibbles
-            Self::Q5_0 => 22,
-            // f16 d, f16 m + 4 + 16
-            Self::Q5_1 => 24,
-            // f16 d + 32 int8
-            Self::Q8_0 => 34,
-            // f16 d, f16 s + 32 int8
-            Self::Q8_1 => 36,
-            // scales[16] + qs[64] + f16 d + f16 dmin
-            Self::Q2K => 84,
-            // hmask[32] + qs[64] + scales[12] + f16 d
-            Self::Q3K => 110,
-            // f16 d, f16 dmin + scales[12] + qs[128]
-            Self::Q4K => 144,
-            // f16 d, f16 dmin + scales[12] + qh[32] + qs[128]
-            Self::Q5K => 176,
-            // ql[128] + qh[64] + scales[16] + f16 d
-            Self::Q6K => 210,
-            // f32 d + qs[256] + i16 bsums[16]
-            Self::Q8K => 292,
-        }
-    }
-
-    /// Whether our WGSL kernels implement this type. The k-quants without a kernel (Q2_K,
-    /// Q3_K) and the activation-only types (Q8_1, Q8_K) are CPU-only.
-    pub fn gpu_supported(self) -> bool {
-        matches!(
-            self,
-            Self::F32
-                | Self::F16
-                | Self::BF16
-                | Self::Q4_0
-                | Self::Q4_1
-                | Self::Q5_0
-                | Self::Q5_1
-                | Self::Q8_0
-                | Self::Q4K
-                | Self::Q5K
-                | Self::Q6K
-        )
     }
 
     /// candle's name for the same block layout (its CPU quantizers and kernels).

@@ -146,6 +146,11 @@ impl Layout {
         self.sizes[i]
     }
 
+    /// The header's bytes (padded to the data alignment).
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
     pub fn header_len(&self) -> u64 {
         self.header.len() as u64
     }

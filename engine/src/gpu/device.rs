@@ -16,6 +16,9 @@ pub struct AdapterReport {
     pub driver: String,
     /// `shader-f16` was offered and requested.
     pub shader_f16: bool,
+    /// Timestamp queries were offered and requested (benchmarks measure GPU time with them).
+    #[serde(default)]
+    pub timestamps: bool,
     pub max_buffer_size: u64,
     pub max_storage_buffer_binding_size: u64,
     pub max_storage_buffers_per_shader_stage: u32,
@@ -36,9 +39,13 @@ enum ErrorKind {
 pub struct GpuOptions {
     /// Do not request `shader-f16` even when offered: exercises the f32 path on f16 hardware.
     pub disable_f16: bool,
+    /// Request timestamp queries where offered, so each step's GPU time can be measured.
+    pub timestamps: bool,
 }
 
-/// A device and queue with the adapter's real limits.
+/// A device and queue with the adapter's real limits. A clone is the same device (its
+/// handles and error list are shared), so one opened device can serve several loads.
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -84,9 +91,13 @@ impl Gpu {
         let limits = adapter.limits();
         let offered = adapter.features();
         let shader_f16 = offered.contains(wgpu::Features::SHADER_F16) && !options.disable_f16;
+        let timestamps = offered.contains(wgpu::Features::TIMESTAMP_QUERY) && options.timestamps;
         let mut required_features = wgpu::Features::empty();
         if shader_f16 {
             required_features |= wgpu::Features::SHADER_F16;
+        }
+        if timestamps {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -107,6 +118,7 @@ impl Gpu {
                 .trim()
                 .to_string(),
             shader_f16,
+            timestamps,
             max_buffer_size: limits.max_buffer_size,
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,

@@ -1,40 +1,22 @@
-//! The attention KV cache: per layer, one K and one V buffer laid out
-//! [n_ctx, n_kv_heads, head_dim], so the rows of a new token are one contiguous write.
+//! The attention KV cache: per layer one K and one V buffer of f16 values, two adjacent dims
+//! to a u32 word (WGSL's pack2x16float/unpack2x16float: no shader-f16 needed, so every device
+//! stores half the bytes and reads half the bandwidth of f32).
+//!
+//! Laid out for attention's reads (kernels/common.wgsl, `k_word`/`v_word`): K transposed,
+//! `[n_kv_heads * head_dim / 2][n_ctx]` words, so threads taking one key each read
+//! consecutive words of one dim pair; V position-major, `[n_ctx][n_kv_heads * head_dim / 2]`,
+//! so threads taking one dim pair each read consecutive words of one key.
 
 use super::{Gpu, GpuError};
 
-/// Storage type of cached keys and values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KvDtype {
-    F32,
-    /// Halves the cache and its read bandwidth; needs shader-f16.
-    F16,
-}
-
-impl KvDtype {
-    /// F16 where the device has shader-f16, F32 otherwise.
-    pub fn preferred(gpu: &Gpu) -> Self {
-        if gpu.report.shader_f16 {
-            Self::F16
-        } else {
-            Self::F32
-        }
-    }
-
-    pub fn bytes(self) -> u64 {
-        match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
-        }
-    }
-}
+/// Bytes per cached value.
+pub const KV_BYTES: u64 = 2;
 
 #[derive(Debug)]
 pub struct KvCache {
     n_ctx: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    dtype: KvDtype,
     pub(crate) layers: Vec<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
@@ -45,13 +27,16 @@ impl KvCache {
         n_ctx: u32,
         n_kv_heads: u32,
         head_dim: u32,
-        dtype: KvDtype,
     ) -> Result<Self, GpuError> {
-        if dtype == KvDtype::F16 && !gpu.report.shader_f16 {
-            return Err(GpuError::NoShaderF16);
+        if !head_dim.is_multiple_of(2) {
+            return Err(GpuError::NotMultiple {
+                op: "KvCache::new",
+                what: "head_dim",
+                value: u64::from(head_dim),
+                multiple: 2,
+            });
         }
-        let per_buffer =
-            u64::from(n_ctx) * u64::from(n_kv_heads) * u64::from(head_dim) * dtype.bytes();
+        let per_buffer = u64::from(n_ctx) * u64::from(n_kv_heads) * u64::from(head_dim) * KV_BYTES;
         if per_buffer > gpu.max_binding() {
             return Err(GpuError::BindingTooLarge {
                 what: format!("KV cache layer ({n_ctx} tokens x {n_kv_heads} heads x {head_dim})"),
@@ -59,8 +44,7 @@ impl KvCache {
                 max_binding: gpu.max_binding(),
             });
         }
-        // f16 rows of an odd element count would leave a buffer size that is not 4-aligned.
-        let size = per_buffer.max(4).next_multiple_of(4);
+        let size = per_buffer.max(4);
         let make = |what: &str, layer: usize| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("kv.{layer}.{what}")),
@@ -78,7 +62,6 @@ impl KvCache {
             n_ctx,
             n_kv_heads,
             head_dim,
-            dtype,
             layers,
         })
     }
@@ -95,12 +78,47 @@ impl KvCache {
         self.head_dim
     }
 
-    pub fn dtype(&self) -> KvDtype {
-        self.dtype
-    }
-
     pub fn n_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    /// Layer `layer`'s K and V buffers.
+    pub(crate) fn layer(&self, layer: usize) -> Result<(&wgpu::Buffer, &wgpu::Buffer), GpuError> {
+        self.layers
+            .get(layer)
+            .map(|(k, v)| (k, v))
+            .ok_or(GpuError::OutOfRange {
+                op: "KvCache::layer",
+                what: "layer",
+                value: layer as u64,
+                min: 0,
+                max: self.layers.len().saturating_sub(1) as u64,
+            })
+    }
+
+    /// The keys and values stored at position `pos` of `layer`, as f32 (tests).
+    pub async fn read_position(
+        &self,
+        gpu: &Gpu,
+        layer: usize,
+        pos: u32,
+    ) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+        let (k, v) = self.layer(layer)?;
+        let pairs = (self.n_kv_heads * self.head_dim / 2) as usize;
+        let n_ctx = self.n_ctx as usize;
+        let all_k = super::read_elements::<u32>(gpu, k, 0, pairs * n_ctx).await?;
+        let k_words: Vec<u32> = (0..pairs)
+            .map(|p| all_k[p * n_ctx + pos as usize])
+            .collect();
+        let v_words = super::read_elements::<u32>(gpu, v, pos as usize * pairs, pairs).await?;
+        let halves = |words: &[u32]| -> Vec<f32> {
+            words
+                .iter()
+                .flat_map(|w| [*w as u16, (*w >> 16) as u16])
+                .map(|h| half::f16::from_bits(h).to_f32())
+                .collect()
+        };
+        Ok((halves(&k_words), halves(&v_words)))
     }
 
     /// GPU bytes held by all layers.

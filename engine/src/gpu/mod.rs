@@ -12,27 +12,32 @@
 //! [`Ops::attention`] reads them; await [`TokenReadback::read`] before copying into it again;
 //! call [`Gpu::take_error`] after loading and after each step to surface device errors.
 //! Kernel layout (one WGSL file per op family, quant types composed from files sharing the
-//! `dequant16` contract) is described in `pipelines.rs` and `kernels/quant/bytes.wgsl`.
+//! `dequant16` contract, parameters and bindings declared once in Rust) is described in
+//! `pipelines.rs` and `kernels/quant/bytes.wgsl`.
 
+pub mod bench;
 mod buffers;
 mod device;
-mod dtype;
 mod kv;
 mod model;
 mod ops;
 mod pipelines;
+mod quant;
 pub mod reference;
 
+pub(crate) use buffers::MAX_PART_BYTES;
 pub use buffers::{
-    read_elements, F32Buffer, TokenReadback, TypedBuffer, U32Buffer, WeightTensor, WeightWriter,
-    FLUSH_BYTES,
+    read_elements, F32Buffer, ReadbackRing, Ticket, TokenReadback, TypedBuffer, U32Buffer,
+    WeightTensor, WeightWriter, FLUSH_BYTES,
 };
 pub use device::{AdapterReport, Gpu, GpuOptions};
-pub use dtype::WeightType;
-pub use kv::{KvCache, KvDtype};
-pub use model::{GpuModel, GpuModelError, GpuModelOptions, DEFAULT_CONTEXT, DEFAULT_MAX_PREFILL};
-pub use ops::{Ops, RopeFreqs, RopeMode, Sampling, Tuning};
+pub use kv::{KvCache, KV_BYTES};
+pub use model::{
+    GpuModel, GpuModelError, GpuModelOptions, StepStats, DEFAULT_CONTEXT, DEFAULT_MAX_PREFILL,
+};
+pub use ops::{Epilogue, Ops, QkvLayout, Recording, RopeFreqs, RopeMode, Step, Tuning};
 pub use pipelines::{Kernel, PipelineKey};
+pub use quant::{has_kernel, kernel_types};
 
 /// Errors from the GPU layer; each names the thing and the numbers.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +68,8 @@ pub enum GpuError {
         value: u64,
         multiple: u64,
     },
-    #[error("tensor type {0} has no GPU kernel (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)")]
-    UnsupportedType(String),
+    #[error("tensor type {0} has no GPU kernel (supported: {types})", types = quant::kernel_type_names())]
+    UnsupportedType(crate::gguf::GgmlType),
     #[error("{what}: one row is {row_bytes} bytes but one GPU binding holds at most {max_binding} bytes")]
     RowTooLarge {
         what: String,
@@ -93,6 +98,4 @@ pub enum GpuError {
         min: u64,
         max: u64,
     },
-    #[error("an f16 KV cache needs the shader-f16 feature, which this device lacks")]
-    NoShaderF16,
 }

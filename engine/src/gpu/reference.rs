@@ -3,6 +3,7 @@
 //! candle's ggml dequantizer, which also pins our byte layouts to ggml's).
 
 use super::RopeMode;
+pub use crate::sampling::{pcg, sample_uniform};
 
 /// `y[t, n] = sum_k x[t, k] * w[n, k] (+ bias[n])`, accumulated in f64.
 pub fn matmul(
@@ -149,19 +150,6 @@ pub fn argmax(logits: &[f32]) -> u32 {
         }
     }
     best as u32
-}
-
-/// The PCG hash of sample.wgsl / common.wgsl, bit for bit.
-pub fn pcg(v: u32) -> u32 {
-    let state = v.wrapping_mul(747796405).wrapping_add(2891336453);
-    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
-    (word >> 22) ^ word
-}
-
-/// The uniform number in [0, 1) the sampler draws for (seed, step).
-pub fn sample_uniform(seed: u64, step: u32) -> f64 {
-    let r = pcg(seed as u32 ^ pcg((seed >> 32) as u32 ^ pcg(step)));
-    f64::from(r >> 8) / 16_777_216.0
 }
 
 /// The top-p set of `softmax(logits / temperature)`: the smallest set of most likely tokens

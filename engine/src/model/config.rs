@@ -6,7 +6,7 @@ use crate::gguf::{Array, GgufError, Header};
 
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ConfigError {
-    #[error("unsupported architecture {0:?} (supported: qwen2, llama)")]
+    #[error("unsupported architecture {0:?} (supported: {names})", names = Architecture::names())]
     UnsupportedArchitecture(String),
 
     #[error(transparent)]
@@ -33,6 +33,10 @@ pub enum ConfigError {
     },
 }
 
+/// The model families the engine runs: their home. Everything that differs between them is
+/// a method here (one exhaustive match each), so adding a family that shares the decoder's
+/// math (mistral is llama's) is one variant and its rows below; one whose math differs
+/// (qwen3's q/k norms) also needs its tensors in `model::weights` and a block variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Qwen2,
@@ -40,11 +44,60 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    pub const ALL: &'static [Architecture] = &[Self::Qwen2, Self::Llama];
+
+    /// The GGUF `general.architecture` value and metadata key prefix.
     pub fn name(self) -> &'static str {
         match self {
-            Architecture::Qwen2 => "qwen2",
-            Architecture::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Llama => "llama",
         }
+    }
+
+    /// The Hugging Face `architectures[0]` classes `m1 quantize` converts from.
+    pub fn hf_classes(self) -> &'static [&'static str] {
+        match self {
+            Self::Qwen2 => &["Qwen2ForCausalLM"],
+            Self::Llama => &["LlamaForCausalLM"],
+        }
+    }
+
+    /// How rotary embeddings pair dimensions in the GGUF (llama.cpp's `llama_rope_type`).
+    pub fn rope_type(self) -> RopeType {
+        match self {
+            Self::Qwen2 => RopeType::Neox,
+            Self::Llama => RopeType::Normal,
+        }
+    }
+
+    /// Whether every block has q/k/v biases: qwen2 always (llama.cpp loads them as required);
+    /// llama only where the file has them.
+    pub fn requires_qkv_bias(self) -> bool {
+        match self {
+            Self::Qwen2 => true,
+            Self::Llama => false,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// The family of a config.json: its first `architectures` class, else its `model_type`.
+    pub fn from_hf(class: Option<&str>, model_type: Option<&str>) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| match class {
+            Some(c) => a.hf_classes().contains(&c),
+            None => model_type == Some(a.name()),
+        })
+    }
+
+    /// "qwen2, llama": for messages.
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -120,11 +173,8 @@ impl ModelConfig {
     pub fn from_header(header: &Header) -> Result<Self, ConfigError> {
         let md = &header.metadata;
         let arch_name = md.get_str("general.architecture")?;
-        let architecture = match arch_name {
-            "qwen2" => Architecture::Qwen2,
-            "llama" => Architecture::Llama,
-            other => return Err(ConfigError::UnsupportedArchitecture(other.to_string())),
-        };
+        let architecture = Architecture::from_name(arch_name)
+            .ok_or_else(|| ConfigError::UnsupportedArchitecture(arch_name.to_string()))?;
         let key = |k: &str| format!("{arch_name}.{k}");
 
         let k = key("block_count");
@@ -161,6 +211,16 @@ impl ModelConfig {
                 n_embd / n_head
             }
         };
+        // Each width is bounded alone; the product must be too: 2^20 heads of 2^20 overflow
+        // usize on wasm32, and the KV cache's byte count in u64. Without a key length the
+        // product is the embedding width, already bounded.
+        if (n_head as u64).saturating_mul(head_dim as u64) > MAX_WIDTH {
+            return Err(ConfigError::InvalidValue {
+                key: key("attention.key_length"),
+                value: head_dim.to_string(),
+                why: "times attention.head_count exceeds the engine's limit of 2^20",
+            });
+        }
         let k = key("rope.dimension_count");
         let n_rot = match md.opt_u64(&k)? {
             Some(v) => bounded(&k, v, MAX_WIDTH)?,
@@ -174,7 +234,15 @@ impl ModelConfig {
             });
         }
         // llama.cpp's default when the key is absent (llama-model.cpp, `rope_freq_base_train`).
-        let rope_theta = md.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0) as f32;
+        let k = key("rope.freq_base");
+        let rope_theta = md.opt_f64(&k)?.unwrap_or(10_000.0) as f32;
+        if !(rope_theta.is_finite() && rope_theta > 0.0) {
+            return Err(ConfigError::InvalidValue {
+                key: k,
+                value: rope_theta.to_string(),
+                why: "must be a positive finite number",
+            });
+        }
         if let Some(scaling) = md.opt_str(&key("rope.scaling.type"))? {
             if scaling != "none" {
                 return Err(ConfigError::UnsupportedRopeScaling(scaling.to_string()));
@@ -203,10 +271,6 @@ impl ModelConfig {
             }
         };
 
-        let rope_type = match architecture {
-            Architecture::Qwen2 => RopeType::Neox,
-            Architecture::Llama => RopeType::Normal,
-        };
         Ok(Self {
             architecture,
             n_layer,
@@ -217,14 +281,13 @@ impl ModelConfig {
             head_dim,
             n_rot,
             rope_theta,
-            rope_type,
+            rope_type: architecture.rope_type(),
             rms_eps,
             context_length,
             vocab_size,
-            tied_output: header.tensor("output.weight").is_none(),
-            // qwen2 always has q/k/v biases (llama.cpp loads them as required); for llama
-            // they are optional and all layers follow layer 0.
-            qkv_bias: architecture == Architecture::Qwen2
+            tied_output: header.tensor(super::OUTPUT.1).is_none(),
+            // Where biases are optional, all layers follow layer 0.
+            qkv_bias: architecture.requires_qkv_bias()
                 || header.tensor("blk.0.attn_q.bias").is_some(),
         })
     }
@@ -241,7 +304,15 @@ impl ModelConfig {
 
     /// Bytes of the keys and values of every layer for `positions` positions, at
     /// `value_bytes` per element.
+    /// Saturates rather than wraps: a caller compares it with what memory allows.
     pub fn kv_cache_bytes(&self, positions: usize, value_bytes: u64) -> u64 {
-        2 * self.n_layer as u64 * positions as u64 * self.kv_dim() as u64 * value_bytes
+        [
+            self.n_layer as u64,
+            positions as u64,
+            self.kv_dim() as u64,
+            value_bytes,
+        ]
+        .into_iter()
+        .fold(2u64, u64::saturating_mul)
     }
 }

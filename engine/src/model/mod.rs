@@ -8,4 +8,7 @@ mod weights;
 
 pub use config::{Architecture, ConfigError, ModelConfig, RopeType};
 pub use identity::is_m1;
-pub use weights::{LayerWeights, WeightSpec, WeightTable};
+pub use weights::{
+    Assemble, Layer, LayerWeights, WeightSpec, WeightTable, LAYER_NAMES, OUTPUT, OUTPUT_NORM,
+    TOKEN_EMBD,
+};

@@ -1,5 +1,8 @@
-//! The weight-name table: which GGUF tensor each part of the decoder reads, with the shape
-//! the config implies (llama.cpp's `LLM_TENSOR_NAMES`, ggml dim order: ne0 first).
+//! The tensors of the model, written once: each decoder block's list ([`Layer`]) with its
+//! GGUF name (llama.cpp's `LLM_TENSOR_NAMES`), its Hugging Face name (for `m1 quantize`),
+//! whether it is a matrix or a vector (norm weight, bias), and the shape the config implies
+//! (ggml dim order: ne0 first). The GPU and CPU models assemble their blocks from the same
+//! list through [`Layer::build`], so a tensor added here reaches both.
 
 use super::{ConfigError, ModelConfig};
 use crate::gguf::{Header, TensorInfo};
@@ -37,45 +40,120 @@ impl WeightSpec {
     }
 }
 
-/// Names of one decoder block's tensors. A linear layer `W: in -> out` is stored as ggml
-/// dims `[in, out]` (rows of `in` contiguous values, one row per output).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerWeights {
-    pub attn_norm: WeightSpec,
-    pub attn_q: WeightSpec,
-    pub attn_k: WeightSpec,
-    pub attn_v: WeightSpec,
-    /// Present for qwen2 (`ModelConfig::qkv_bias`).
-    pub attn_q_bias: Option<WeightSpec>,
-    pub attn_k_bias: Option<WeightSpec>,
-    pub attn_v_bias: Option<WeightSpec>,
-    pub attn_output: WeightSpec,
-    pub ffn_norm: WeightSpec,
-    pub ffn_gate: WeightSpec,
-    pub ffn_up: WeightSpec,
-    pub ffn_down: WeightSpec,
+/// Turns a block's specs into a model's tensors: matrices and vectors may become different
+/// types (a GPU weight and an f32 buffer; a linear layer and a tensor).
+pub trait Assemble {
+    type Matrix;
+    type Vector;
+    type Error;
+    fn matrix(&mut self, spec: &WeightSpec) -> Result<Self::Matrix, Self::Error>;
+    fn vector(&mut self, spec: &WeightSpec) -> Result<Self::Vector, Self::Error>;
 }
 
-impl LayerWeights {
-    pub fn all(&self) -> impl Iterator<Item = &WeightSpec> {
-        [
-            Some(&self.attn_norm),
-            Some(&self.attn_q),
-            Some(&self.attn_k),
-            Some(&self.attn_v),
-            self.attn_q_bias.as_ref(),
-            self.attn_k_bias.as_ref(),
-            self.attn_v_bias.as_ref(),
-            Some(&self.attn_output),
-            Some(&self.ffn_norm),
-            Some(&self.ffn_gate),
-            Some(&self.ffn_up),
-            Some(&self.ffn_down),
-        ]
-        .into_iter()
-        .flatten()
-    }
+/// Declares the block's tensor list once. Each row: the field, `mat` or `vec` (optionally
+/// `if` a config condition), the GGUF name after `blk.N.`, the HF name after
+/// `model.layers.N.`, and the dims. A linear layer `W: in -> out` is stored as ggml dims
+/// `[in, out]` (rows of `in` contiguous values, one row per output).
+macro_rules! layer_tensors {
+    (|$c:ident| $(
+        $(#[$doc:meta])*
+        $field:ident: $kind:ident $(if $cond:expr)?, $gguf:literal <- $hf:literal, [$($dim:expr),+];
+    )*) => {
+        /// One decoder block's tensors: `M` for matrices, `V` for vectors.
+        pub struct Layer<M, V> {
+            $($(#[$doc])* pub $field: layer_tensors!(@ty $kind $(if $cond)?),)*
+        }
+
+        // By hand: derives cannot see through the macro-made field types.
+        impl<M: Clone, V: Clone> Clone for Layer<M, V> {
+            fn clone(&self) -> Self {
+                Self { $($field: self.$field.clone(),)* }
+            }
+        }
+
+        impl<M: PartialEq, V: PartialEq> PartialEq for Layer<M, V> {
+            fn eq(&self, other: &Self) -> bool {
+                true $(&& self.$field == other.$field)*
+            }
+        }
+
+        impl<M: Eq, V: Eq> Eq for Layer<M, V> {}
+
+        impl<M: std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for Layer<M, V> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Layer")$(.field(stringify!($field), &self.$field))*.finish()
+            }
+        }
+
+        impl Layer<WeightSpec, WeightSpec> {
+            /// The specs of block `i` of a model with config `$c`.
+            pub fn new($c: &ModelConfig, i: usize) -> Self {
+                let name = |suffix: &str| format!("blk.{i}.{suffix}");
+                Self {
+                    $($field: layer_tensors!(@spec name($gguf), [$($dim),+] $(, $cond)?),)*
+                }
+            }
+
+            /// Every tensor of the block, in table order.
+            pub fn all(&self) -> impl Iterator<Item = &WeightSpec> {
+                [$(layer_tensors!(@ref self.$field $(, $cond)?),)*].into_iter().flatten()
+            }
+        }
+
+        impl<M, V> Layer<M, V> {
+            /// This block's tensors made by `a`, in table order.
+            pub fn build<A>(specs: &Layer<WeightSpec, WeightSpec>, a: &mut A) -> Result<Self, A::Error>
+            where
+                A: Assemble<Matrix = M, Vector = V>,
+            {
+                Ok(Self {
+                    $($field: layer_tensors!(@build a, specs.$field, $kind $(, $cond)?),)*
+                })
+            }
+        }
+
+        /// (HF name, GGUF name) of each block tensor, without the layer prefixes.
+        pub const LAYER_NAMES: &[(&str, &str)] = &[$(($hf, $gguf),)*];
+    };
+    (@ty mat) => { M };
+    (@ty vec) => { V };
+    (@ty $kind:ident if $cond:expr) => { Option<layer_tensors!(@ty $kind)> };
+    (@spec $name:expr, [$($dim:expr),+]) => { WeightSpec::new($name, &[$($dim),+]) };
+    (@spec $name:expr, [$($dim:expr),+], $cond:expr) => {
+        ($cond).then(|| WeightSpec::new($name, &[$($dim),+]))
+    };
+    (@ref $e:expr) => { Some(&$e) };
+    (@ref $e:expr, $cond:expr) => { $e.as_ref() };
+    (@build $a:ident, $s:expr, mat) => { $a.matrix(&$s)? };
+    (@build $a:ident, $s:expr, vec) => { $a.vector(&$s)? };
+    (@build $a:ident, $s:expr, mat, $cond:expr) => { $s.as_ref().map(|s| $a.matrix(s)).transpose()? };
+    (@build $a:ident, $s:expr, vec, $cond:expr) => { $s.as_ref().map(|s| $a.vector(s)).transpose()? };
 }
+
+layer_tensors! { |c|
+    attn_norm: vec, "attn_norm.weight" <- "input_layernorm.weight", [c.n_embd];
+    attn_q: mat, "attn_q.weight" <- "self_attn.q_proj.weight", [c.n_embd, c.q_dim()];
+    attn_k: mat, "attn_k.weight" <- "self_attn.k_proj.weight", [c.n_embd, c.kv_dim()];
+    attn_v: mat, "attn_v.weight" <- "self_attn.v_proj.weight", [c.n_embd, c.kv_dim()];
+    /// Present where `ModelConfig::qkv_bias` (qwen2).
+    attn_q_bias: vec if c.qkv_bias, "attn_q.bias" <- "self_attn.q_proj.bias", [c.q_dim()];
+    attn_k_bias: vec if c.qkv_bias, "attn_k.bias" <- "self_attn.k_proj.bias", [c.kv_dim()];
+    attn_v_bias: vec if c.qkv_bias, "attn_v.bias" <- "self_attn.v_proj.bias", [c.kv_dim()];
+    attn_output: mat, "attn_output.weight" <- "self_attn.o_proj.weight", [c.q_dim(), c.n_embd];
+    ffn_norm: vec, "ffn_norm.weight" <- "post_attention_layernorm.weight", [c.n_embd];
+    ffn_gate: mat, "ffn_gate.weight" <- "mlp.gate_proj.weight", [c.n_embd, c.n_ff];
+    ffn_up: mat, "ffn_up.weight" <- "mlp.up_proj.weight", [c.n_embd, c.n_ff];
+    ffn_down: mat, "ffn_down.weight" <- "mlp.down_proj.weight", [c.n_ff, c.n_embd];
+}
+
+/// The block specs: `Layer` with a spec for each tensor.
+pub type LayerWeights = Layer<WeightSpec, WeightSpec>;
+
+/// The tensors outside the blocks: (HF name, GGUF name).
+pub const TOKEN_EMBD: (&str, &str) = ("model.embed_tokens.weight", "token_embd.weight");
+pub const OUTPUT_NORM: (&str, &str) = ("model.norm.weight", "output_norm.weight");
+/// The LM head; absent from GGUF files whose head is tied to the embedding.
+pub const OUTPUT: (&str, &str) = ("lm_head.weight", "output.weight");
 
 /// Every tensor the forward pass reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,36 +167,16 @@ pub struct WeightTable {
 
 impl WeightTable {
     pub fn new(c: &ModelConfig) -> Self {
-        let (e, q, kv, ff, v) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff, c.vocab_size);
-        let layers = (0..c.n_layer)
-            .map(|i| {
-                let n = |s: &str| format!("blk.{i}.{s}");
-                let bias = |s: &str, d: usize| c.qkv_bias.then(|| WeightSpec::new(n(s), &[d]));
-                LayerWeights {
-                    attn_norm: WeightSpec::new(n("attn_norm.weight"), &[e]),
-                    attn_q: WeightSpec::new(n("attn_q.weight"), &[e, q]),
-                    attn_k: WeightSpec::new(n("attn_k.weight"), &[e, kv]),
-                    attn_v: WeightSpec::new(n("attn_v.weight"), &[e, kv]),
-                    attn_q_bias: bias("attn_q.bias", q),
-                    attn_k_bias: bias("attn_k.bias", kv),
-                    attn_v_bias: bias("attn_v.bias", kv),
-                    attn_output: WeightSpec::new(n("attn_output.weight"), &[q, e]),
-                    ffn_norm: WeightSpec::new(n("ffn_norm.weight"), &[e]),
-                    ffn_gate: WeightSpec::new(n("ffn_gate.weight"), &[e, ff]),
-                    ffn_up: WeightSpec::new(n("ffn_up.weight"), &[e, ff]),
-                    ffn_down: WeightSpec::new(n("ffn_down.weight"), &[ff, e]),
-                }
-            })
-            .collect();
+        let (e, v) = (c.n_embd, c.vocab_size);
         let output_name = if c.tied_output {
-            "token_embd.weight"
+            TOKEN_EMBD.1
         } else {
-            "output.weight"
+            OUTPUT.1
         };
         Self {
-            token_embd: WeightSpec::new("token_embd.weight", &[e, v]),
-            layers,
-            output_norm: WeightSpec::new("output_norm.weight", &[e]),
+            token_embd: WeightSpec::new(TOKEN_EMBD.1, &[e, v]),
+            layers: (0..c.n_layer).map(|i| Layer::new(c, i)).collect(),
+            output_norm: WeightSpec::new(OUTPUT_NORM.1, &[e]),
             output: WeightSpec::new(output_name, &[e, v]),
         }
     }

@@ -1,5 +1,8 @@
-//! Hugging Face tensor names -> GGUF tensor names for Qwen2 and Llama (llama.cpp's
-//! gguf-py `tensor_mapping.py`, the rows these two families use).
+//! Hugging Face tensor names -> GGUF tensor names, from the model's tensor table
+//! (`model::LAYER_NAMES` and the tensors outside the blocks; llama.cpp's gguf-py
+//! `tensor_mapping.py` rows for these families).
+
+use crate::model::{LAYER_NAMES, OUTPUT, OUTPUT_NORM, TOKEN_EMBD};
 
 /// What a checkpoint tensor becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,15 +14,17 @@ pub enum Mapped {
     Skip,
 }
 
-/// The GGUF name of `hf`, `None` when the name is not a Qwen2/Llama tensor.
+/// The GGUF name of `hf`, `None` when the name is not a tensor of the model's table.
 pub fn map_name(hf: &str, tied_embeddings: bool) -> Option<Mapped> {
     let g = |s: &str| Some(Mapped::Gguf(s.to_string()));
-    match hf {
-        "model.embed_tokens.weight" => return g("token_embd.weight"),
-        "model.norm.weight" => return g("output_norm.weight"),
-        "lm_head.weight" if tied_embeddings => return Some(Mapped::Skip),
-        "lm_head.weight" => return g("output.weight"),
-        _ => {}
+    if hf == OUTPUT.0 && tied_embeddings {
+        return Some(Mapped::Skip);
+    }
+    if let Some(&(_, gguf)) = [TOKEN_EMBD, OUTPUT_NORM, OUTPUT]
+        .iter()
+        .find(|(h, _)| *h == hf)
+    {
+        return g(gguf);
     }
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, part) = rest.split_once('.')?;
@@ -27,23 +32,8 @@ pub fn map_name(hf: &str, tied_embeddings: bool) -> Option<Mapped> {
     if part == "self_attn.rotary_emb.inv_freq" {
         return Some(Mapped::Skip);
     }
-    let (module, suffix) = part.rsplit_once('.')?;
-    if suffix != "weight" && suffix != "bias" {
-        return None;
-    }
-    let gguf = match module {
-        "input_layernorm" => "attn_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "post_attention_layernorm" => "ffn_norm",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        _ => return None,
-    };
-    g(&format!("blk.{layer}.{gguf}.{suffix}"))
+    let &(_, gguf) = LAYER_NAMES.iter().find(|(h, _)| *h == part)?;
+    g(&format!("blk.{layer}.{gguf}"))
 }
 
 /// The layer index of a `blk.N.*` GGUF name.
@@ -55,11 +45,14 @@ pub fn layer_of(gguf: &str) -> Option<u64> {
 /// layer order, then the final norm and output (gguf-py sorts nothing; HF checkpoints list
 /// them in this order). A stable order also makes the output byte-reproducible.
 pub fn write_order(gguf: &str) -> (u64, u64, String) {
-    match gguf {
-        "token_embd.weight" => (0, 0, String::new()),
-        "output_norm.weight" => (2, 0, String::new()),
-        "output.weight" => (2, 1, String::new()),
-        _ => (1, layer_of(gguf).unwrap_or(u64::MAX), gguf.to_string()),
+    if gguf == TOKEN_EMBD.1 {
+        (0, 0, String::new())
+    } else if gguf == OUTPUT_NORM.1 {
+        (2, 0, String::new())
+    } else if gguf == OUTPUT.1 {
+        (2, 1, String::new())
+    } else {
+        (1, layer_of(gguf).unwrap_or(u64::MAX), gguf.to_string())
     }
 }
 

@@ -28,7 +28,7 @@ pub use error::ReasonError;
 pub use events::{Event, StopReason, Summary};
 pub use extract::{extract, extract_choice, reduce_answer, ExtractRule, Extracted};
 pub use prompt::{
-    chat_prompt, m1_prompt, parse_medqa, LabeledQuestion, Question, BOXED_INSTRUCTION,
-    OPTION_LETTERS, QWEN_SYSTEM_PROMPT, THINK_PREFIX,
+    chat_prompt, m1_prompt, medqa_records, parse_medqa, LabeledQuestion, Question,
+    BOXED_INSTRUCTION, OPTION_LETTERS, QWEN_SYSTEM_PROMPT, THINK_PREFIX,
 };
 pub use text::Utf8Stream;

@@ -4,6 +4,8 @@
 //! model was scored with Qwen's default system prompt, the question, "A. text" option lines
 //! and the `\boxed{}` instruction, followed by the forced `<|im_start|>think\n`.
 
+use std::collections::HashSet;
+
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -140,6 +142,18 @@ pub fn parse_medqa(json: &str) -> Result<LabeledQuestion, ReasonError> {
     })
 }
 
+/// The records of a MedQA-style JSONL text: one JSON object per non-empty line, each with
+/// its 1-based line number. Parsing stops at nothing: the caller decides whether a bad
+/// record ends the file (the CLI's `--questions` does) and how many to take.
+pub fn medqa_records(
+    text: &str,
+) -> impl Iterator<Item = (usize, Result<LabeledQuestion, ReasonError>)> + '_ {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (i + 1, parse_medqa(line)))
+}
+
 #[derive(Deserialize)]
 struct RawRecord {
     question: String,
@@ -175,12 +189,15 @@ impl<'de> Visitor<'de> for OptionsVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawOptions, M::Error> {
         let mut options = Vec::new();
+        // A set, not a scan of the options so far: a 1 MB record holds 100k options, and
+        // the scan made that 5e9 comparisons (27 s).
+        let mut seen = HashSet::new();
         while let Some((letter, text)) = map.next_entry::<String, String>()? {
             let letter = letter.trim().to_string();
             if letter.is_empty() {
                 return Err(de::Error::custom("option with an empty letter"));
             }
-            if options.iter().any(|(l, _): &(String, String)| *l == letter) {
+            if !seen.insert(letter.clone()) {
                 return Err(de::Error::custom(format!("option {letter} appears twice")));
             }
             options.push((letter, text));
@@ -345,5 +362,19 @@ mod tests {
             r#"{"question":"Which drug?","context":null,"options":[["A","Aspirin"],["B","Heparin"]]}"#
         );
         assert_eq!(serde_json::from_str::<Question>(&json).unwrap(), q);
+    }
+
+    /// Found reviewing the questions reader for its fuzz target: the duplicate-letter check
+    /// scanned the options so far, so a 1 MB record of 100k distinct letters took 27 s
+    /// (quadratic); now a set makes it linear.
+    #[test]
+    fn a_record_with_100k_options_parses_in_linear_time() {
+        let options: Vec<String> = (0..100_000).map(|i| format!("\"{i:x}\":\"\"")).collect();
+        let record = format!(r#"{{"question":"Q?","options":{{{}}}}}"#, options.join(","));
+        let start = std::time::Instant::now();
+        let parsed = parse_medqa(&record).unwrap();
+        assert_eq!(parsed.question.options.len(), 100_000);
+        // Linear: ~0.1 s even unoptimized; the quadratic scan took 27 s optimized.
+        assert!(start.elapsed().as_secs_f64() < 5.0, "{:?}", start.elapsed());
     }
 }

@@ -1,9 +1,12 @@
-//! One decode step's worth of GPU work (28 layers x 17 ops, qwen2.5-7b's op count) on tiny
-//! shapes, so that timing its encoding measures wgpu/driver overhead rather than GPU work:
-//! the body of gpu_overhead.rs (native) and gpu_browser_overhead.rs (WebGPU in Chromium).
+//! One decode step's worth of GPU work (28 layers of the unfused ops, 17 per layer: more
+//! dispatches than the model's fused step) on tiny shapes, prepared once as a live recording,
+//! so that timing a step's encoding (step uniform, one pass replaying it, submit) measures
+//! the host and driver overhead rather than GPU work: the body of gpu_overhead.rs (native)
+//! and gpu_browser_overhead.rs (WebGPU in Chromium).
 
+use m1_engine::gguf::GgmlType;
 use m1_engine::gpu::{
-    F32Buffer, Gpu, KvCache, KvDtype, Ops, RopeFreqs, RopeMode, U32Buffer, WeightTensor, WeightType,
+    F32Buffer, Gpu, KvCache, Ops, Recording, RopeFreqs, RopeMode, Step, U32Buffer, WeightTensor,
 };
 
 const DIM: usize = 64;
@@ -17,6 +20,8 @@ const VOCAB: usize = 1000;
 
 /// Zeroed weights and activations; one layer's weights serve every layer.
 pub struct DecodeStep {
+    step: wgpu::Buffer,
+    rec: Option<Recording>,
     wq: WeightTensor,
     wk: WeightTensor,
     wo: WeightTensor,
@@ -34,14 +39,22 @@ pub struct DecodeStep {
 }
 
 impl DecodeStep {
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(gpu: &Gpu, ops: &mut Ops) -> Self {
         let w = |rows: usize, cols: usize| {
             let bytes = vec![0u8; rows * cols / 32 * 34];
-            WeightTensor::upload(gpu, "w", WeightType::Q8_0, rows, cols, &bytes).expect("w")
+            WeightTensor::upload(gpu, "w", GgmlType::Q8_0, rows, cols, &bytes).expect("w")
         };
         let z = |n: usize| F32Buffer::zeros(gpu, "a", n).expect("buf");
-        let cache = KvCache::new(gpu, LAYERS, 256, N_KV, HEAD_DIM, KvDtype::preferred(gpu));
-        Self {
+        let cache = KvCache::new(gpu, LAYERS, 256, N_KV, HEAD_DIM);
+        let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step"),
+            size: std::mem::size_of::<Step>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut work = Self {
+            step,
+            rec: None,
             wq: w(DIM, DIM),
             wk: w(KV_DIM, DIM),
             wo: w(DIM, DIM),
@@ -66,11 +79,37 @@ impl DecodeStep {
             ids: U32Buffer::zeros(gpu, "ids", 1).expect("ids"),
             logits: z(VOCAB),
             token: U32Buffer::zeros(gpu, "token", 1).expect("token"),
+        };
+        let mut rec = ops.live_recording(&work.step);
+        work.record(ops, &mut rec);
+        rec.finish(&gpu.queue);
+        work.rec = Some(rec);
+        work
+    }
+
+    /// Dispatches of one step.
+    pub fn dispatches(&self) -> usize {
+        self.rec.as_ref().map_or(0, Recording::len)
+    }
+
+    /// Encodes decode step `step` (its position) into `enc`: the step uniform, then one pass.
+    pub fn encode(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, step: u32) {
+        let uniform = Step {
+            pos: step,
+            ..Step::default()
+        };
+        gpu.queue.write_buffer(&self.step, 0, uniform.as_bytes());
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("step"),
+            timestamp_writes: None,
+        });
+        if let Some(rec) = &self.rec {
+            rec.replay(&mut pass);
         }
     }
 
-    /// Encodes decode step `step` (its position) into `enc`.
-    pub fn encode(&self, ops: &mut Ops, enc: &mut wgpu::CommandEncoder, step: u32) {
+    fn record(&self, ops: &mut Ops, enc: &mut Recording) {
+        let step = 0;
         let [x, h, q, k, v, att, o, g, u, norm, bq] = &self.a;
         let (wq, wk, wo, wg, wd) = (&self.wq, &self.wk, &self.wo, &self.wg, &self.wd);
         let (freqs, cache) = (&self.freqs, &self.cache);

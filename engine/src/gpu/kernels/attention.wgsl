@@ -1,175 +1,228 @@
-// Causal grouped-query attention over a KV cache laid out [n_ctx, n_kv_heads, head_dim] per
-// layer, stored as kv_t (f16 on the f16 path, f32 otherwise).
+// Causal grouped-query attention over the f16 KV cache (kv.rs, common.wgsl's k_word/v_word).
 //
-// kv_write copies T new k/v rows to positions pos..pos+T. attn_partial gives each
-// (key chunk, kv head, query) a workgroup that walks its chunk in tiles of AWG keys with an
-// online softmax, so workgroup memory stays fixed whatever the context length, and long contexts at
-// T = 1 still spread over many workgroups (split-K, as in flash decoding). attn_combine merges
-// the chunks' (max, sum, weighted values) into the output.
-
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos: u32,
-    t: u32,
-    chunk: u32,     // keys per chunk, a multiple of AWG
-    n_chunks: u32,
-    scale: f32,     // 1 / sqrt(head_dim)
-    groups_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> KC: array<kv_t>;
-@group(0) @binding(2) var<storage, read> VC: array<kv_t>;
-@group(0) @binding(3) var<storage, read_write> PART: array<f32>;
-@group(0) @binding(4) var<uniform> P: Params;
-@group(0) @binding(5) var<storage, read> PART_IN: array<f32>;
-@group(0) @binding(6) var<storage, read_write> OUT: array<f32>;
-@group(0) @binding(7) var<storage, read> K_NEW: array<f32>;
-@group(0) @binding(8) var<storage, read> V_NEW: array<f32>;
-@group(0) @binding(9) var<storage, read_write> K_DST: array<kv_t>;
-@group(0) @binding(10) var<storage, read_write> V_DST: array<kv_t>;
+// kv_write stores T new k/v rows at positions pos..pos+T. attn_partial gives each (chunk of CH
+// keys, kv head x slice of its query heads, query) a workgroup: split-K as in flash decoding,
+// so a long context at T = 1 still spreads over many workgroups, and workgroup memory stays
+// fixed whatever the context length. In three phases:
+//   scores: each thread takes keys lid, lid + AWG: K is stored transposed, so the
+//           workgroup's loads of one dim pair are consecutive words; q (scaled) is read from
+//           workgroup memory by all threads at once, for the AG query heads sharing the key;
+//   softmax: max and sum over the chunk for every head at once, each a workgroup reduction
+//           folded eight at a time;
+//   values: each thread takes a dim pair (and, for head_dim <= 64, every second or fourth key),
+//           so the loads of one key's values are consecutive words.
+// attn_combine merges the chunks' (max, sum, weighted values). A chunk past a query's keys
+// (a grid sized for the whole context, as a prepared decode step has) writes an empty
+// partial (max NEG, sum 0), which the merge weighs as nothing.
+// Header constants: AHD (head dims held: 64, 128 or 256), AG (query heads per workgroup).
 
 const AWG: u32 = 64u;
-const MAX_HD: u32 = 256u;
-const DPT: u32 = MAX_HD / AWG;  // head dims per thread in the value sum
-const MAX_G: u32 = 8u;          // query heads per workgroup (one GQA group, or a slice of it)
+const CH: u32 = 128u;           // keys per chunk: P.chunk
+const KPT: u32 = CH / AWG;      // keys per thread in the score phase
 const NEG: f32 = -1e30;         // finite "minus infinity": keeps exp(m_old - m_new) free of NaN
 
-var<workgroup> qs: array<f32, MAX_G * MAX_HD>;
-var<workgroup> ss: array<f32, MAX_G * AWG>;
-var<workgroup> ps: array<f32, MAX_G * AWG>;
+var<workgroup> qs: array<f32, AG * AHD>;
+var<workgroup> ps: array<f32, AG * CH>;
+var<workgroup> red: array<f32, 2u * AG * AWG>;
 
 @compute @workgroup_size(256)
 fn kv_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_group(wid, P.groups_x) * 256u + lid;
-    let row = P.n_kv_heads * P.head_dim;
-    if (i < P.t * row) {
-        let dst = P.pos * row + i;
-        K_DST[dst] = kv_t(K_NEW[i]);
-        V_DST[dst] = kv_t(V_NEW[i]);
+    let width = P.n_kv_heads * P.head_dim;
+    let pairs = width / 2u;
+    if (i < P.t * pairs) {
+        let tk = i / pairs;
+        let d = 2u * (i % pairs);
+        let pos = P.pos + S.pos + tk;
+        let src = tk * width + d;
+        K_DST[k_word(d, pos, P.n_ctx)] = pack2x16float(vec2<f32>(K_NEW[src], K_NEW[src + 1u]));
+        V_DST[v_word(d, pos, width)] = pack2x16float(vec2<f32>(V_NEW[src], V_NEW[src + 1u]));
     }
 }
 
-// Workgroup (chunk, kv head x slice, query) = wid (x, y, z). The query heads sharing a kv head
-// (up to MAX_G of them) are served together, so each cached key and value is read once per
-// group rather than once per query head. Loops run to MAX_G, not the group size, so the
-// per-head state stays in registers; unused head slots compute on zeros and are not written.
+// Folds each head's AWG values in red[g * AWG..] to red[g * AWG], by max or by sum.
+fn fold(lid: u32, is_max: bool) {
+    for (var n = AWG; n > 1u; n = n / 8u) {
+        let m = n / 8u;
+        for (var e = lid; e < AG * m; e += AWG) {
+            let g = e / m;
+            let j = e % m;
+            var s = red[g * AWG + j];
+            for (var i = j + m; i < n; i += m) {
+                let v = red[g * AWG + i];
+                s = select(s + v, max(s, v), is_max);
+            }
+            red[g * AWG + j] = s;
+        }
+        workgroupBarrier();
+    }
+}
+
+// Workgroup (chunk, kv head x slice, query) = wid (x, y, z). Loops run to AG, not the group
+// size, so the per-head state stays in registers; unused head slots compute on zeros and are
+// not written. Every loop-local var is assigned before use: Chromium (Tint on SwiftShader)
+// did not re-zero a loop-local var at each iteration as WGSL requires (tests/gpu_browser.rs).
 @compute @workgroup_size(AWG)
 fn attn_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let c = wid.x;
     let tq = wid.z;
     let hd = P.head_dim;
+    let dp = hd / 2u;
     let group = P.n_heads / P.n_kv_heads;
-    let slices = (group + MAX_G - 1u) / MAX_G;
+    let slices = (group + AG - 1u) / AG;
     let kvh = wid.y / slices;
-    let first = (wid.y % slices) * MAX_G;
+    let first = (wid.y % slices) * AG;
     let h0 = kvh * group + first;
-    let ng = min(MAX_G, group - first);
-    for (var e = lid; e < ng * hd; e += AWG) {
+    let ng = min(AG, group - first);
+    let start = c * CH;
+    // Causal: query tq sits at position pos + tq and sees keys 0..=pos + tq.
+    let end = min(start + CH, P.pos + S.pos + tq + 1u);
+    let stride = hd + 2u;
+    if (start >= end) {
+        if (lid < ng) {
+            let o = ((tq * P.n_heads + h0 + lid) * P.n_chunks + c) * stride;
+            PART[o] = NEG;
+            PART[o + 1u] = 0.0;
+        }
+        return;
+    }
+    let n = end - start;
+    for (var e = lid; e < AG * hd; e += AWG) {
         let g = e / hd;
         let d = e % hd;
-        qs[g * MAX_HD + d] = Q[(tq * P.n_heads + h0 + g) * hd + d] * P.scale;
+        var v = 0.0;
+        if (g < ng) {
+            v = Q[(tq * P.n_heads + h0 + g) * hd + d] * P.scale;
+        }
+        qs[g * AHD + d] = v;
     }
     workgroupBarrier();
-    let row_stride = P.n_kv_heads * hd;
-    let head_off = kvh * hd;
-    let start = c * P.chunk;
-    // Causal: query tq sits at position pos + tq and sees keys 0..=pos + tq.
-    let end = min(start + P.chunk, P.pos + tq + 1u);
-    var m: array<f32, MAX_G>;
-    var l: array<f32, MAX_G>;
-    var acc: array<f32, MAX_G * DPT>;
-    for (var g = 0u; g < MAX_G; g++) {
-        m[g] = NEG;
+
+    // Scores, and each thread's max over its keys.
+    var mx: array<f32, AG>;
+    for (var g = 0u; g < AG; g++) {
+        mx[g] = NEG;
     }
-    for (var j0 = start; j0 < end; j0 += AWG) {
-        let j = j0 + lid;
-        var s: array<f32, MAX_G>;
-        for (var g = 0u; g < MAX_G; g++) {
-            s[g] = NEG;
+    let kbase = kvh * dp;
+    for (var kk = 0u; kk < KPT; kk++) {
+        let j = lid + kk * AWG;
+        var s: array<f32, AG>;
+        for (var g = 0u; g < AG; g++) {
+            s[g] = 0.0;
         }
-        if (j < end) {
-            let kb = j * row_stride + head_off;
-            // Zeroed by hand: in Chromium (Tint on SwiftShader) a loop-local var keeps its
-            // previous iteration's value, though WGSL zero-fills it at each declaration;
-            // every key after the first 64 then scored wrong (tests/gpu_browser.rs).
-            var dv: array<f32, MAX_G>;
-            for (var g = 0u; g < MAX_G; g++) {
-                dv[g] = 0.0;
-            }
-            for (var d = 0u; d < hd; d++) {
-                let kd = f32(KC[kb + d]);
-                for (var g = 0u; g < MAX_G; g++) {
-                    dv[g] += qs[g * MAX_HD + d] * kd;
-                }
-            }
-            s = dv;
-        }
-        for (var g = 0u; g < MAX_G; g++) {
-            ss[g * AWG + lid] = s[g];
-        }
-        workgroupBarrier();
-        let cnt = min(AWG, end - j0);
-        var corr: array<f32, MAX_G>;
-        for (var g = 0u; g < MAX_G; g++) {
-            var tmax = NEG;
-            for (var u = 0u; u < cnt; u++) {
-                tmax = max(tmax, ss[g * AWG + u]);
-            }
-            let m_new = max(m[g], tmax);
-            corr[g] = exp(m[g] - m_new);
-            ps[g * AWG + lid] = select(0.0, exp(s[g] - m_new), j < end);
-            m[g] = m_new;
-        }
-        workgroupBarrier();
-        for (var g = 0u; g < MAX_G; g++) {
-            var tsum = 0.0;
-            for (var u = 0u; u < cnt; u++) {
-                tsum += ps[g * AWG + u];
-            }
-            l[g] = l[g] * corr[g] + tsum;
-        }
-        for (var di = 0u; di < DPT; di++) {
-            let d = lid + di * AWG;
-            if (d < hd) {
-                var a: array<f32, MAX_G>;
-                for (var g = 0u; g < MAX_G; g++) {
-                    a[g] = acc[g * DPT + di] * corr[g];
-                }
-                for (var u = 0u; u < cnt; u++) {
-                    let vd = f32(VC[(j0 + u) * row_stride + head_off + d]);
-                    for (var g = 0u; g < MAX_G; g++) {
-                        a[g] += ps[g * AWG + u] * vd;
-                    }
-                }
-                for (var g = 0u; g < MAX_G; g++) {
-                    acc[g * DPT + di] = a[g];
+        if (j < n) {
+            for (var p = 0u; p < dp; p++) {
+                let k = unpack2x16float(KC[(kbase + p) * P.n_ctx + start + j]);
+                for (var g = 0u; g < AG; g++) {
+                    s[g] += qs[g * AHD + 2u * p] * k.x + qs[g * AHD + 2u * p + 1u] * k.y;
                 }
             }
         }
-        workgroupBarrier();
+        for (var g = 0u; g < AG; g++) {
+            let v = select(NEG, s[g], j < n);
+            ps[g * CH + j] = v;
+            mx[g] = max(mx[g], v);
+        }
     }
-    for (var g = 0u; g < ng; g++) {
-        let o = ((tq * P.n_heads + h0 + g) * P.n_chunks + c) * (hd + 2u);
-        if (lid == 0u) {
-            PART[o] = m[g];
-            PART[o + 1u] = l[g];
+    for (var g = 0u; g < AG; g++) {
+        red[g * AWG + lid] = mx[g];
+    }
+    workgroupBarrier();
+    fold(lid, true);
+    var m: array<f32, AG>;
+    for (var g = 0u; g < AG; g++) {
+        m[g] = red[g * AWG];
+    }
+    workgroupBarrier();
+
+    // Probabilities, and each thread's sum over its keys.
+    var l: array<f32, AG>;
+    for (var g = 0u; g < AG; g++) {
+        l[g] = 0.0;
+    }
+    for (var kk = 0u; kk < KPT; kk++) {
+        let j = lid + kk * AWG;
+        for (var g = 0u; g < AG; g++) {
+            let p = select(0.0, exp(ps[g * CH + j] - m[g]), j < n);
+            ps[g * CH + j] = p;
+            l[g] += p;
         }
-        for (var di = 0u; di < DPT; di++) {
-            let d = lid + di * AWG;
-            if (d < hd) {
-                PART[o + 2u + d] = acc[g * DPT + di];
+    }
+    for (var g = 0u; g < AG; g++) {
+        red[g * AWG + lid] = l[g];
+    }
+    workgroupBarrier();
+    fold(lid, false);
+    for (var g = 0u; g < AG; g++) {
+        l[g] = red[g * AWG];
+    }
+    workgroupBarrier();
+
+    let vw = P.n_kv_heads * dp;
+    let out0 = (tq * P.n_heads + h0) * P.n_chunks + c;
+    if (lid < ng) {
+        let o = (out0 + lid * P.n_chunks) * stride;
+        PART[o] = m[lid];
+        PART[o + 1u] = l[lid];
+    }
+    if (dp > AWG / 2u) {
+        // One thread per dim pair (or two, for head_dim 256), over every key.
+        for (var p = lid; p < dp; p += AWG) {
+            var a: array<vec2<f32>, AG>;
+            for (var g = 0u; g < AG; g++) {
+                a[g] = vec2<f32>(0.0);
+            }
+            for (var j = 0u; j < n; j++) {
+                let v = unpack2x16float(VC[(start + j) * vw + kbase + p]);
+                for (var g = 0u; g < AG; g++) {
+                    a[g] += ps[g * CH + j] * v;
+                }
+            }
+            for (var g = 0u; g < ng; g++) {
+                let o = (out0 + g * P.n_chunks) * stride + 2u + 2u * p;
+                PART[o] = a[g].x;
+                PART[o + 1u] = a[g].y;
+            }
+        }
+    } else {
+        // AWG / dp threads per dim pair, each over every splits-th key, then summed.
+        let splits = AWG / dp;
+        let split = lid / dp;
+        let p = lid % dp;
+        var a: array<vec2<f32>, AG>;
+        for (var g = 0u; g < AG; g++) {
+            a[g] = vec2<f32>(0.0);
+        }
+        if (split < splits) {
+            for (var j = split; j < n; j += splits) {
+                let v = unpack2x16float(VC[(start + j) * vw + kbase + p]);
+                for (var g = 0u; g < AG; g++) {
+                    a[g] += ps[g * CH + j] * v;
+                }
+            }
+        }
+        for (var g = 0u; g < AG; g++) {
+            red[2u * (g * AWG + lid)] = a[g].x;
+            red[2u * (g * AWG + lid) + 1u] = a[g].y;
+        }
+        workgroupBarrier();
+        if (lid < dp) {
+            for (var g = 0u; g < ng; g++) {
+                var t = vec2<f32>(0.0);
+                for (var s = 0u; s < splits; s++) {
+                    let i = 2u * (g * AWG + s * dp + lid);
+                    t += vec2<f32>(red[i], red[i + 1u]);
+                }
+                let o = (out0 + g * P.n_chunks) * stride + 2u + 2u * lid;
+                PART[o] = t.x;
+                PART[o + 1u] = t.y;
             }
         }
     }
 }
 
-// Workgroup (head, query) = wid (x, y). Every query sees key 0, so the merged sum is > 0.
+// Workgroup (head, query) = wid (x, y). Every query sees key 0, so the merged sum is > 0; an
+// empty chunk (sum 0) adds nothing, whatever its value slots hold.
 @compute @workgroup_size(AWG)
 fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
@@ -189,7 +242,8 @@ fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     for (var d = lid; d < hd; d += AWG) {
         var a = 0.0;
         for (var c = 0u; c < P.n_chunks; c++) {
-            a += PART_IN[base + c * stride + 2u + d] * exp(PART_IN[base + c * stride] - mx);
+            let at = base + c * stride;
+            a += select(0.0, PART_IN[at + 2u + d] * exp(PART_IN[at] - mx), PART_IN[at + 1u] > 0.0);
         }
         OUT[o + d] = a / total;
     }

@@ -1,16 +1,5 @@
 // In-place elementwise ops over n floats: the residual add and the SwiGLU gate.
 
-struct Params {
-    n: u32,
-    groups_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
-@group(0) @binding(2) var<uniform> P: Params;
-
 const EWG: u32 = 256u;
 
 // a += b (residual stream).

@@ -1,77 +1,80 @@
-// y[row] = dot(W[row, :], x) (+ bias[row]) for one token: the decode path. Composed after a
-// quant file (QK, BLOCK_BYTES, dequant16). Header constants: WG threads, ROWS rows per
-// workgroup. Threads stride over the row's (block, part) pairs so consecutive threads read
-// consecutive bytes, and each x part loaded is reused for all ROWS rows; the partial sums meet
-// in a workgroup-memory tree (no subgroups on the web).
+// y = W x for one token: the decode path. Composed after the weight type's files (its
+// `dequant16`, and the chunk contract below from matvec/<type>.wgsl, or matvec/generic.wgsl
+// over dequant16) and an epilogue file, which says which weight row each of a workgroup's
+// ROWS slots reads (`row_of`; P.rows or more for none) and stores the finished rows, read
+// with `result(r)` (`epilogue`).
+//
+// The chunk contract: a block is CHUNKS chunks; `x_chunk(xv, c)` loads the x of chunk c of
+// the block whose first x is X[xv] into the private `xc` (with whatever sums of it the type
+// needs); `dot_chunk(pb, g, c)` returns chunk c of block g (of a part of pb blocks) dotted
+// with `xc`.
+//
+// Header constants: WG threads in WG / LANES groups of LANES; each group reads ROWS / (WG /
+// LANES) rows, its threads taking every LANES-th chunk of them, so each x chunk loaded serves
+// all of a thread's rows. On a GPU (LANES = WG) consecutive threads take consecutive chunks:
+// a workgroup's loads of a row are contiguous lines, and the threads' sums meet in workgroup
+// memory, folded eight at a time (no subgroups on the web). On a CPU adapter (LANES = 1)
+// each thread owns its rows: every thread loads the same x at the same time (one load for
+// the whole SIMD batch) and no reduction is needed.
+// x is row P.x_row of X (the last token's, for the LM head).
 
-struct Params {
-    k: u32,         // elements per row
-    rows: u32,      // rows in this weight part
-    row_base: u32,  // global index of the part's first row
-    n_out: u32,     // rows of the whole weight: the stride of y between tokens
-    row_bytes: u32,
-    has_bias: u32,
-    groups_x: u32,
-    t: u32,         // tokens (the mat-mat path)
+const GROUPS: u32 = WG / LANES;
+const RPG: u32 = ROWS / GROUPS;
+
+var<workgroup> red: array<f32, ROWS * LANES>;
+
+// Row slot r's finished sum (after `reduce`).
+fn result(r: u32) -> f32 {
+    return red[r * LANES];
 }
 
-@group(0) @binding(0) var<storage, read> W: array<u32>;
-@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(4) var<uniform> P: Params;
-
-const PARTS: u32 = QK / 16u;
-
-var<workgroup> red: array<f32, ROWS * WG>;
-
-fn dot16(w: array<f32, 16>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> f32 {
-    return dot(vec4<f32>(w[0], w[1], w[2], w[3]), x0) + dot(vec4<f32>(w[4], w[5], w[6], w[7]), x1)
-        + dot(vec4<f32>(w[8], w[9], w[10], w[11]), x2) + dot(vec4<f32>(w[12], w[13], w[14], w[15]), x3);
+// Sums each slot's LANES partial sums into red[r * LANES]: log8(LANES) steps, each thread
+// summing up to eight values a stride apart (consecutive threads, consecutive words: no bank
+// conflicts).
+fn reduce(lid: u32) {
+    for (var n = LANES; n > 1u; n = (n + 7u) / 8u) {
+        let m = (n + 7u) / 8u;
+        for (var e = lid; e < ROWS * m; e += WG) {
+            let r = e / m;
+            let j = e % m;
+            var s = 0.0;
+            for (var i = j; i < n; i += m) {
+                s += red[r * LANES + i];
+            }
+            red[r * LANES + j] = s;
+        }
+        workgroupBarrier();
+    }
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row0 = flat_group(wid, P.groups_x) * ROWS;
-    let n_parts = (P.k / QK) * PARTS;
-    var acc: array<f32, ROWS>;
-    for (var i = lid; i < n_parts; i += WG) {
-        let blk = i / PARTS;
-        let part = i % PARTS;
-        let xv = (blk * QK + part * 16u) >> 2u;
-        let x0 = X[xv];
-        let x1 = X[xv + 1u];
-        let x2 = X[xv + 2u];
-        let x3 = X[xv + 3u];
-        for (var r = 0u; r < ROWS; r++) {
-            let row = row0 + r;
-            if (row < P.rows) {
-                let w = dequant16(row * P.row_bytes + blk * BLOCK_BYTES, part);
-                acc[r] += dot16(w, x0, x1, x2, x3);
-            }
+    let group = flat_group(wid, P.groups_x);
+    let nb = P.k / QK;
+    let n_chunks = nb * CHUNKS;
+    let xv0 = (P.x_row * P.k) >> 2u;
+    let first = (lid / LANES) * RPG;
+    let lane = lid % LANES;
+    // A slot past the last row reads row 0 and is never stored: no branch in the loop.
+    var g0: array<u32, RPG>;
+    var acc: array<f32, RPG>;
+    for (var r = 0u; r < RPG; r++) {
+        let row = row_of(group, first + r);
+        g0[r] = (P.w_row + select(0u, row, row < P.rows)) * nb;
+        acc[r] = 0.0;
+    }
+    for (var i = lane; i < n_chunks; i += LANES) {
+        let b = i / CHUNKS;
+        let c = i % CHUNKS;
+        x_chunk(xv0 + b * (QK / 4u), c);
+        for (var r = 0u; r < RPG; r++) {
+            acc[r] += dot_chunk(P.pb, g0[r] + b, c);
         }
     }
-    for (var r = 0u; r < ROWS; r++) {
-        red[r * WG + lid] = acc[r];
+    for (var r = 0u; r < RPG; r++) {
+        red[(first + r) * LANES + lane] = acc[r];
     }
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            for (var r = 0u; r < ROWS; r++) {
-                red[r * WG + lid] += red[r * WG + lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    if (lid < ROWS) {
-        let row = row0 + lid;
-        if (row < P.rows) {
-            let g = P.row_base + row;
-            var v = red[lid * WG];
-            if (P.has_bias != 0u) {
-                v += BIAS[g];
-            }
-            Y[g] = v;
-        }
-    }
+    reduce(lid);
+    epilogue(lid, group);
 }

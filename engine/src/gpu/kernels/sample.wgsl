@@ -8,25 +8,6 @@
 // function of (logits, seed, step). The top-p threshold is found by bisection on the logits'
 // order keys (32 passes, no sort), then a prefix sum over the ranges locates u * kept_mass.
 
-struct Params {
-    n: u32,           // vocabulary size
-    chunk: u32,       // logits per argmax_partial workgroup
-    n_groups: u32,
-    temperature: f32,
-    top_p: f32,
-    seed_lo: u32,
-    seed_hi: u32,
-    step: u32,
-}
-
-@group(0) @binding(0) var<storage, read> LOGITS: array<f32>;
-@group(0) @binding(1) var<storage, read_write> PMAX: array<f32>;
-@group(0) @binding(2) var<storage, read_write> PIDX: array<u32>;
-@group(0) @binding(3) var<uniform> P: Params;
-@group(0) @binding(4) var<storage, read> PMAX_IN: array<f32>;
-@group(0) @binding(5) var<storage, read> PIDX_IN: array<u32>;
-@group(0) @binding(6) var<storage, read_write> OUT: array<u32>;
-
 const SWG: u32 = 256u;
 // The lowest finite f32 (this decimal rounds to it; the usual 3.4028235e38 lies past f32's
 // max, which Tint rejects, and naga cannot bitcast in a const).
@@ -171,7 +152,7 @@ fn top_p_final(@builtin(local_invocation_index) lid: u32) {
         }
         kept += rs[u];
     }
-    let r = pcg(P.seed_lo ^ pcg(P.seed_hi ^ pcg(P.step)));
+    let r = pcg(P.seed_lo ^ pcg(P.seed_hi ^ pcg(P.step + S.pos)));
     let x = f32(r >> 8u) * (1.0 / 16777216.0) * kept;
     // The one range holding x walks to the token; if rounding leaves x past the end, the
     // argmax (always kept) stands.

@@ -1,43 +1,47 @@
 //! KV cache writes and causal grouped-query attention.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{need, within, Bind, Ops};
+use super::{key, need, within, Bind, Ops, Recording};
 use crate::gpu::buffers::F32Buffer;
-use crate::gpu::kv::{KvCache, KvDtype};
-use crate::gpu::pipelines::{Kernel, PipelineKey};
+use crate::gpu::kv::KvCache;
+use crate::gpu::pipelines::{uniform, Kernel};
 use crate::gpu::GpuError;
 
-/// Mirrors `Params` in attention.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct AttnParams {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos: u32,
-    t: u32,
-    chunk: u32,
-    n_chunks: u32,
-    scale: f32,
-    groups_x: u32,
-    _pad: [u32; 3],
-}
-
-/// attention.wgsl keeps q and the per-thread value sums for head_dim <= 256 (4 x 64 threads).
-const MAX_HEAD_DIM: u32 = 256;
-const AWG: u32 = 64;
-/// Query heads one attention workgroup serves (a GQA group, or a slice of a larger one).
-const MAX_GROUP: u32 = 8;
-
-fn kv_key(kernel: Kernel, cache: &KvCache) -> PipelineKey {
-    PipelineKey {
-        kernel,
-        f16: cache.dtype() == KvDtype::F16,
+uniform! {
+    /// attention.wgsl's `Params`.
+    pub(crate) struct AttnParams {
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        pos: u32,
+        t: u32,
+        /// Keys per chunk (attention.wgsl's CH).
+        chunk: u32,
+        n_chunks: u32,
+        /// 1 / sqrt(head_dim).
+        scale: f32,
+        groups_x: u32,
+        /// Positions the cache holds (its K rows' stride).
+        n_ctx: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 }
 
-fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), GpuError> {
+/// attention.wgsl holds q for head_dim <= 256 in workgroup memory.
+const MAX_HEAD_DIM: u32 = 256;
+/// Keys per attention chunk (attention.wgsl's CH).
+const CHUNK: u32 = 128;
+
+/// attn_partial's head dims held and query heads per workgroup for `head_dim` and a GQA
+/// group of `group` query heads: 8 heads of up to 128 dims, or 4 of up to 256, fit the
+/// kernel's 12 KiB of workgroup memory.
+fn attn_kernel(head_dim: u32, group: u32) -> (Kernel, u32) {
+    let ahd = head_dim.next_multiple_of(64).next_power_of_two();
+    let ag = group.min(if ahd > 128 { 4 } else { 8 });
+    (Kernel::AttnPartial { ahd, ag }, ag)
+}
+
+pub(super) fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), GpuError> {
     within(
         "attention",
         "layer",
@@ -56,12 +60,29 @@ fn check_span(cache: &KvCache, layer: usize, pos: u32, t: u32) -> Result<(), Gpu
     Ok(())
 }
 
+/// The span's layer exists and, in a recording for fixed positions, its positions fit the
+/// cache (a live recording's position is only known when it is replayed; the model checks).
+fn check_target(
+    rec: &Recording,
+    cache: &KvCache,
+    layer: usize,
+    pos: u32,
+    t: u32,
+) -> Result<(), GpuError> {
+    if rec.fixed() {
+        check_span(cache, layer, pos, t)
+    } else {
+        cache.layer(layer).map(|_| ())
+    }
+}
+
 impl Ops {
-    /// Stores `k` and `v` (`[t, n_kv_heads, head_dim]`) at positions `pos..pos + t` of `layer`.
+    /// Stores `k` and `v` (`[t, n_kv_heads, head_dim]`) at positions `pos..pos + t` of `layer`
+    /// (plus the step's position in a live recording).
     #[allow(clippy::too_many_arguments)]
     pub fn kv_write(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         cache: &KvCache,
         layer: usize,
         k: &F32Buffer,
@@ -70,8 +91,9 @@ impl Ops {
         t: u32,
     ) -> Result<(), GpuError> {
         const OP: &str = "kv_write";
-        check_span(cache, layer, pos, t)?;
-        let n = t * cache.n_kv_heads() * cache.head_dim();
+        check_target(rec, cache, layer, pos, t)?;
+        // One thread per cached word (two values).
+        let n = t * cache.n_kv_heads() * cache.head_dim() / 2;
         need(OP, "k rows", n as usize, k.len())?;
         need(OP, "v rows", n as usize, v.len())?;
         if n == 0 {
@@ -84,21 +106,19 @@ impl Ops {
             head_dim: cache.head_dim(),
             pos,
             t,
-            chunk: 0,
-            n_chunks: 0,
-            scale: 0.0,
             groups_x: gx,
-            _pad: [0; 3],
+            n_ctx: cache.n_ctx(),
+            ..Default::default()
         };
-        let (kc, vc) = &cache.layers[layer];
-        self.encode(
-            enc,
-            kv_key(Kernel::KvWrite, cache),
+        let (kc, vc) = cache.layer(layer)?;
+        self.push(
+            rec,
+            key(Kernel::KvWrite),
             &[
-                Bind::whole(7, &k.buffer),
-                Bind::whole(8, &v.buffer),
-                Bind::whole(9, kc),
-                Bind::whole(10, vc),
+                Bind::whole(&k.buffer),
+                Bind::whole(&v.buffer),
+                Bind::whole(kc),
+                Bind::whole(vc),
             ],
             &params,
             [gx, gy, 1],
@@ -112,7 +132,7 @@ impl Ops {
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         q: &F32Buffer,
         cache: &KvCache,
         layer: usize,
@@ -122,7 +142,7 @@ impl Ops {
         t: u32,
     ) -> Result<(), GpuError> {
         const OP: &str = "attention";
-        check_span(cache, layer, pos, t)?;
+        check_target(rec, cache, layer, pos, t)?;
         let (hd, n_kv) = (cache.head_dim(), cache.n_kv_heads());
         within(OP, "head_dim", u64::from(hd), 1, u64::from(MAX_HEAD_DIM))?;
         if n_kv == 0 || !n_heads.is_multiple_of(n_kv) || n_heads == 0 {
@@ -139,20 +159,15 @@ impl Ops {
         if t == 0 {
             return Ok(());
         }
-        let head_groups = n_kv * (n_heads / n_kv).div_ceil(MAX_GROUP);
+        let (kernel, ag) = attn_kernel(hd, n_heads / n_kv);
+        let head_groups = n_kv * (n_heads / n_kv).div_ceil(ag);
         self.check_groups(OP, "heads", n_heads.max(head_groups))?;
         self.check_groups(OP, "tokens", t)?;
-        // Split the keys so short batches over long contexts still fill the GPU.
-        let keys = pos + t;
-        let want = self
-            .tuning
-            .attn_target_groups
-            .div_ceil(t * head_groups)
-            .max(1);
-        let chunk = keys
-            .div_ceil(want)
-            .next_multiple_of(AWG)
-            .max(self.tuning.attn_min_chunk);
+        // Chunks of CHUNK keys, one workgroup each, so a long context at one token still
+        // spreads over many. A live recording runs at any position, so its grid covers the
+        // whole context; chunks past a query's keys come out empty.
+        let keys = if rec.fixed() { pos + t } else { cache.n_ctx() };
+        let chunk = CHUNK;
         let n_chunks = keys.div_ceil(chunk);
         self.check_groups(OP, "key chunks", n_chunks)?;
         let scratch_bytes =
@@ -191,25 +206,26 @@ impl Ops {
             n_chunks,
             scale: 1.0 / (hd as f32).sqrt(),
             groups_x: 0,
-            _pad: [0; 3],
+            n_ctx: cache.n_ctx(),
+            ..Default::default()
         };
-        let (kc, vc) = &cache.layers[layer];
-        self.encode(
-            enc,
-            kv_key(Kernel::AttnPartial, cache),
+        let (kc, vc) = cache.layer(layer)?;
+        self.push(
+            rec,
+            key(kernel),
             &[
-                Bind::whole(0, &q.buffer),
-                Bind::whole(1, kc),
-                Bind::whole(2, vc),
-                Bind::whole(3, &scratch),
+                Bind::whole(&q.buffer),
+                Bind::whole(kc),
+                Bind::whole(vc),
+                Bind::whole(&scratch),
             ],
             &params,
             [n_chunks, head_groups, t],
         );
-        self.encode(
-            enc,
-            kv_key(Kernel::AttnCombine, cache),
-            &[Bind::whole(5, &scratch), Bind::whole(6, &out.buffer)],
+        self.push(
+            rec,
+            key(Kernel::AttnCombine),
+            &[Bind::whole(&scratch), Bind::whole(&out.buffer)],
             &params,
             [n_heads, t, 1],
         );

@@ -1,29 +1,28 @@
 //! RMSNorm, the residual add and SwiGLU.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{key, need, Bind, Ops};
+use super::{key, need, Bind, Ops, Recording};
 use crate::gpu::buffers::F32Buffer;
-use crate::gpu::pipelines::Kernel;
+use crate::gpu::pipelines::{uniform, Kernel};
 use crate::gpu::GpuError;
 
-/// Mirrors `Params` in norm.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct NormParams {
-    dim: u32,
-    t: u32,
-    eps: f32,
-    groups_x: u32,
+uniform! {
+    /// norm.wgsl's `Params`.
+    pub(crate) struct NormParams {
+        dim: u32,
+        t: u32,
+        eps: f32,
+        groups_x: u32,
+    }
 }
 
-/// Mirrors `Params` in elementwise.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct EwParams {
-    n: u32,
-    groups_x: u32,
-    _pad: [u32; 2],
+uniform! {
+    /// elementwise.wgsl's `Params`.
+    pub(crate) struct EwParams {
+        n: u32,
+        groups_x: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 const EWG: u32 = 256;
@@ -32,8 +31,23 @@ impl Ops {
     /// `out[t, :] = x[t, :] / rms(x[t, :]) * weight` for `t` rows of `weight.len()` floats.
     pub fn rms_norm(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         x: &F32Buffer,
+        weight: &F32Buffer,
+        out: &F32Buffer,
+        t: u32,
+        eps: f32,
+    ) -> Result<(), GpuError> {
+        self.norm(rec, Kernel::RmsNorm, x, None, weight, out, t, eps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn norm(
+        &mut self,
+        rec: &mut Recording,
+        kernel: Kernel,
+        x: &F32Buffer,
+        r: Option<&F32Buffer>,
         weight: &F32Buffer,
         out: &F32Buffer,
         t: u32,
@@ -63,45 +77,63 @@ impl Ops {
             eps,
             groups_x: gx,
         };
-        self.encode(
-            enc,
-            key(Kernel::RmsNorm),
-            &[
-                Bind::whole(0, &x.buffer),
-                Bind::whole(1, &weight.buffer),
-                Bind::whole(2, &out.buffer),
-            ],
-            &params,
-            [gx, gy, 1],
-        );
+        let mut bindings = vec![Bind::whole(&x.buffer)];
+        bindings.extend(r.map(|r| Bind::whole(&r.buffer)));
+        bindings.push(Bind::whole(&weight.buffer));
+        bindings.push(Bind::whole(&out.buffer));
+        self.push(rec, key(kernel), &bindings, &params, [gx, gy, 1]);
         Ok(())
+    }
+
+    /// `x[t, :] += r[t, :]`, then `out[t, :] = x[t, :] / rms(x[t, :]) * weight`: the residual
+    /// add fused into the norm that follows it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_rms_norm(
+        &mut self,
+        rec: &mut Recording,
+        x: &F32Buffer,
+        r: &F32Buffer,
+        weight: &F32Buffer,
+        out: &F32Buffer,
+        t: u32,
+        eps: f32,
+    ) -> Result<(), GpuError> {
+        const OP: &str = "add_rms_norm";
+        let dim = weight.len();
+        need(
+            OP,
+            &format!("r for {t} tokens x {dim}"),
+            t as usize * dim,
+            r.len(),
+        )?;
+        self.norm(rec, Kernel::AddRmsNorm, x, Some(r), weight, out, t, eps)
     }
 
     /// `acc[..n] += b[..n]` (the residual stream).
     pub fn add(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         acc: &F32Buffer,
         b: &F32Buffer,
         n: usize,
     ) -> Result<(), GpuError> {
-        self.elementwise(enc, Kernel::Add, "add", acc, b, n)
+        self.elementwise(rec, Kernel::Add, "add", acc, b, n)
     }
 
     /// `gate[..n] = silu(gate[..n]) * up[..n]` (the MLP's gated activation).
     pub fn swiglu(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         gate: &F32Buffer,
         up: &F32Buffer,
         n: usize,
     ) -> Result<(), GpuError> {
-        self.elementwise(enc, Kernel::SwiGlu, "swiglu", gate, up, n)
+        self.elementwise(rec, Kernel::SwiGlu, "swiglu", gate, up, n)
     }
 
     fn elementwise(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         kernel: Kernel,
         op: &'static str,
         a: &F32Buffer,
@@ -118,12 +150,12 @@ impl Ops {
         let params = EwParams {
             n: n32,
             groups_x: gx,
-            _pad: [0; 2],
+            ..Default::default()
         };
-        self.encode(
-            enc,
+        self.push(
+            rec,
             key(kernel),
-            &[Bind::whole(0, &a.buffer), Bind::whole(1, &b.buffer)],
+            &[Bind::whole(&a.buffer), Bind::whole(&b.buffer)],
             &params,
             [gx, gy, 1],
         );

@@ -1,11 +1,15 @@
-//! The ops of a qwen2/llama forward pass. Each op checks shapes, picks a cached pipeline,
-//! binds its buffers and records one compute pass into a caller-provided encoder, so a whole
-//! token's forward pass is one submit.
+//! The ops of a qwen2/llama forward pass. Each op checks shapes and appends prepared
+//! dispatches (pipeline, bind group, uniform slot, workgroup grid) to a [`Recording`]. A
+//! recording is built once and replayed into a compute pass as often as needed: the GPU
+//! model prepares its decode and prefill steps this way at load, tests build one per check.
+//! Replaying sets a pipeline, a bind group and a dispatch per entry; it allocates nothing
+//! and clones no handle.
 //!
-//! Uniform parameters go to a per-step arena: each op takes a 256-byte-aligned slot of a few
-//! shared uniform buffers and [`Ops::submit`] (or [`Ops::flush`]) writes them all with one
-//! `write_buffer` per chunk. Queue writes are ordered before the submit that follows them, so
-//! the arena is reused from step to step without waiting for the GPU.
+//! Each dispatch's parameters sit in a slot of the recording's own uniform buffers, written
+//! once when the recording is finished. What changes between steps (the position) is the
+//! small [`Step`] uniform the recording binds to every kernel; a kernel's position is
+//! `P.pos + S.pos`, so an op recorded for a fixed position (with a zero `Step`) and a step
+//! replayed at every position share their kernels.
 
 mod attention;
 mod elementwise;
@@ -13,62 +17,121 @@ mod matmul;
 mod rope;
 mod sample;
 
-use std::collections::HashMap;
 use std::num::NonZeroU64;
 
+pub(crate) use attention::AttnParams;
+pub(crate) use elementwise::{EwParams, NormParams};
+pub use matmul::QkvLayout;
+pub(crate) use matmul::{EmbedParams, MatParams};
+pub(crate) use rope::RopeParams;
 pub use rope::{RopeFreqs, RopeMode};
-pub use sample::Sampling;
+pub(crate) use sample::SampleParams;
 
+pub use super::pipelines::{Epilogue, Step};
 use super::pipelines::{Kernel, PipelineCache, PipelineKey};
 use super::{Gpu, GpuError};
 
-/// Knobs for kernel shapes and work splitting; the defaults suit desktop GPUs.
+/// Knobs for kernel shapes and arithmetic, chosen per adapter by [`Tuning::for_adapter`];
+/// tests and benchmarks set them to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
-    /// Mat-vec rows per workgroup (each x part loaded is reused across them).
-    pub matvec_rows: u32,
-    /// Mat-vec threads per workgroup: a power of two, at most 256 (WebGPU's default cap).
-    pub matvec_wg: u32,
+    /// Mat-vec rows per workgroup (each x chunk loaded serves them all); `None` picks per
+    /// shape ([`Tuning::matvec_shape`]).
+    pub matvec_rows: Option<u32>,
+    /// Mat-vec threads per workgroup: a power of two in 8..=256; `None` picks per shape.
+    pub matvec_wg: Option<u32>,
+    /// Mat-vec threads sharing each row (a power of two dividing `matvec_wg`; 1: each thread
+    /// owns its rows); `None` picks per shape.
+    pub matvec_lanes: Option<u32>,
+    /// Shapes for an adapter that runs compute shaders on the CPU (lavapipe, SwiftShader),
+    /// where a workgroup is a loop on one core and a barrier a context switch.
+    pub software: bool,
+    /// f16 arithmetic in the decode mat-vec where the device has shader-f16.
+    pub f16_math: bool,
     /// Cap on workgroups per dispatch dimension, below the device's; larger grids fold into y.
     pub max_groups_per_dim: u32,
-    /// Fewest keys per attention chunk (a multiple of 64).
-    pub attn_min_chunk: u32,
-    /// Attention workgroups to aim for when splitting long contexts into chunks.
-    pub attn_target_groups: u32,
 }
 
 impl Default for Tuning {
+    /// A hardware GPU's shapes, f16 arithmetic where offered.
     fn default() -> Self {
         Self {
-            matvec_rows: 4,
-            matvec_wg: 64,
+            matvec_rows: None,
+            matvec_wg: None,
+            matvec_lanes: None,
+            software: false,
+            f16_math: true,
             max_groups_per_dim: 65535,
-            attn_min_chunk: 256,
-            attn_target_groups: 256,
         }
+    }
+}
+
+impl Tuning {
+    /// The defaults for `adapter`. A software adapter gets its own shapes and f32 arithmetic:
+    /// it emulates f16 through f32 conversions, so f16 only costs it time.
+    pub fn for_adapter(adapter: &super::AdapterReport) -> Self {
+        let software = adapter.device_type == "Cpu";
+        Self {
+            software,
+            f16_math: !software,
+            ..Self::default()
+        }
+    }
+
+    /// Threads, lanes (threads sharing a row) and rows of a mat-vec workgroup over `n` rows
+    /// of `chunks` chunks each.
+    ///
+    /// A hardware GPU wants many loads in flight and each row's loads contiguous: all threads
+    /// share the workgroup's rows (lanes = threads), as many threads (up to 256) as keep at
+    /// least 85% of them busy in the last pass over a row, and 4 rows per workgroup where the
+    /// rows still make over a thousand workgroups (2 below). A software adapter runs a
+    /// workgroup as SIMD batches on one core, where every load costs about the same whoever
+    /// makes it: 32 threads share 32 rows, so each x chunk a thread loads serves 32 rows.
+    /// Measured on lavapipe (Q4_K, 3584 x 3584, CPU time per dispatch): 30 ms, against 37.5
+    /// with 64 threads and 16 rows, 65-110 with threads owning rows (1 lane), 107.5 before
+    /// the dedicated kernels.
+    pub fn matvec_shape(&self, chunks: u32, n: u32) -> (u32, u32, u32) {
+        let (wg, lanes, rows) = if self.software {
+            (32, 32, 32)
+        } else {
+            let busy = |wg: u32| f64::from(chunks) / f64::from(chunks.div_ceil(wg) * wg);
+            let wg = [256, 128, 64, 32]
+                .into_iter()
+                .find(|&wg| busy(wg) >= 0.85)
+                .unwrap_or_else(|| {
+                    [256, 128, 64, 32]
+                        .into_iter()
+                        .max_by(|&a, &b| busy(a).total_cmp(&busy(b)))
+                        .unwrap_or(64)
+                });
+            (wg, wg, if n >= 4096 { 4 } else { 2 })
+        };
+        let wg = self.matvec_wg.unwrap_or(wg);
+        let lanes = self.matvec_lanes.unwrap_or(lanes).min(wg);
+        (wg, lanes, self.matvec_rows.unwrap_or(rows))
     }
 }
 
 const PARAM_CHUNK: u64 = 64 * 1024;
 
-/// Uniform parameter slots for one step (see the module docs).
+/// A recording's uniform parameters: slots in chunks of [`PARAM_CHUNK`] bytes, staged until
+/// [`Recording::finish`] writes them.
 #[derive(Debug)]
 struct ParamArena {
     buffers: Vec<wgpu::Buffer>,
     staged: Vec<Vec<u8>>,
-    current: usize,
     align: u64,
 }
 
 impl ParamArena {
+    /// A slot holding `bytes`: its buffer and offset.
     fn push(&mut self, device: &wgpu::Device, bytes: &[u8]) -> (wgpu::Buffer, u64) {
         let size = (bytes.len() as u64).next_multiple_of(16);
-        if let Some(staged) = self.staged.get(self.current) {
-            if staged.len() as u64 + size > PARAM_CHUNK {
-                self.current += 1;
-            }
-        }
-        if self.current == self.buffers.len() {
+        let full = self
+            .staged
+            .last()
+            .is_none_or(|s| s.len() as u64 + size > PARAM_CHUNK);
+        if full {
             self.buffers
                 .push(device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("op params"),
@@ -78,22 +141,74 @@ impl ParamArena {
                 }));
             self.staged.push(Vec::new());
         }
-        let staged = &mut self.staged[self.current];
+        let last = self.staged.len() - 1;
+        let staged = &mut self.staged[last];
         let offset = staged.len() as u64;
         staged.extend_from_slice(bytes);
         staged.resize((offset + size).next_multiple_of(self.align) as usize, 0);
-        (self.buffers[self.current].clone(), offset)
+        (self.buffers[last].clone(), offset)
     }
 
-    fn flush(&mut self, queue: &wgpu::Queue) {
+    fn write(&mut self, queue: &wgpu::Queue) {
         for (buffer, staged) in self.buffers.iter().zip(&mut self.staged) {
             if !staged.is_empty() {
                 let len = (staged.len() as u64).min(PARAM_CHUNK) as usize;
                 queue.write_buffer(buffer, 0, &staged[..len]);
                 staged.clear();
+                staged.shrink_to_fit();
             }
         }
-        self.current = 0;
+    }
+}
+
+/// One prepared dispatch.
+#[derive(Debug)]
+struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    offset: u32,
+    groups: [u32; 3],
+}
+
+/// Prepared dispatches, replayed in order into one compute pass (see the module docs).
+#[derive(Debug)]
+pub struct Recording {
+    dispatches: Vec<Dispatch>,
+    params: ParamArena,
+    step: wgpu::Buffer,
+    /// Replayed at positions given by `step` at each replay (its ops take offsets from the
+    /// step's position, and attention is gridded for the whole context), rather than built
+    /// for the positions its ops name.
+    live: bool,
+}
+
+impl Recording {
+    /// Built for the positions its ops name (the `Step` is zero).
+    pub fn fixed(&self) -> bool {
+        !self.live
+    }
+
+    /// Dispatches (the length of the list replayed).
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+
+    /// Writes the parameters; call once, after the last op and before the first replay.
+    pub fn finish(&mut self, queue: &wgpu::Queue) {
+        self.params.write(queue);
+    }
+
+    /// Records every dispatch into `pass`.
+    pub fn replay(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[d.offset]);
+            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+        }
     }
 }
 
@@ -103,21 +218,26 @@ pub struct Ops {
     device: wgpu::Device,
     queue: wgpu::Queue,
     pipelines: PipelineCache,
-    params: ParamArena,
+    /// Minimum uniform offset alignment.
+    align: u64,
     tuning: Tuning,
+    /// The mat-vec kernels compute in f16 (tuning and device agree).
+    f16_math: bool,
     max_groups: u32,
     max_binding: u64,
     /// Bound where an optional input is absent (a matmul without bias).
     empty: wgpu::Buffer,
     attn_scratch: Option<wgpu::Buffer>,
-    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// The `Step` of recordings made for fixed positions: all zero.
+    zero_step: wgpu::Buffer,
     sample_max: wgpu::Buffer,
     sample_idx: wgpu::Buffer,
 }
 
 impl Ops {
+    /// With the adapter's defaults ([`Tuning::for_adapter`]).
     pub fn new(gpu: &Gpu) -> Result<Self, GpuError> {
-        Self::with_tuning(gpu, Tuning::default())
+        Self::with_tuning(gpu, Tuning::for_adapter(&gpu.report))
     }
 
     pub fn with_tuning(gpu: &Gpu, tuning: Tuning) -> Result<Self, GpuError> {
@@ -134,26 +254,26 @@ impl Ops {
                 Ok(())
             }
         };
-        check("matvec_wg", tuning.matvec_wg, 32, 256)?;
-        if !tuning.matvec_wg.is_power_of_two() {
-            return Err(GpuError::NotMultiple {
-                op: "Ops::with_tuning",
-                what: "matvec_wg (a power of two)",
-                value: u64::from(tuning.matvec_wg),
-                multiple: 2,
-            });
+        for (what, value, min) in [
+            ("matvec_wg (a power of two)", tuning.matvec_wg, 8),
+            ("matvec_lanes (a power of two)", tuning.matvec_lanes, 1),
+        ] {
+            if let Some(v) = value {
+                check(what, v, min, 256)?;
+                if !v.is_power_of_two() {
+                    return Err(GpuError::NotMultiple {
+                        op: "Ops::with_tuning",
+                        what,
+                        value: u64::from(v),
+                        multiple: 2,
+                    });
+                }
+            }
         }
-        check("matvec_rows", tuning.matvec_rows, 1, 16)?;
+        if let Some(rows) = tuning.matvec_rows {
+            check("matvec_rows", rows, 1, 256)?;
+        }
         check("max_groups_per_dim", tuning.max_groups_per_dim, 2, u32::MAX)?;
-        check("attn_min_chunk", tuning.attn_min_chunk, 64, u32::MAX)?;
-        if !tuning.attn_min_chunk.is_multiple_of(64) {
-            return Err(GpuError::NotMultiple {
-                op: "Ops::with_tuning",
-                what: "attn_min_chunk",
-                value: u64::from(tuning.attn_min_chunk),
-                multiple: 64,
-            });
-        }
         // Every kernel uses at most 256 invocations and 16 KiB of workgroup memory.
         check(
             "max_compute_invocations_per_workgroup",
@@ -179,20 +299,21 @@ impl Ops {
             device: gpu.device.clone(),
             queue: gpu.queue.clone(),
             pipelines: PipelineCache::default(),
-            params: ParamArena {
-                buffers: Vec::new(),
-                staged: Vec::new(),
-                current: 0,
-                align: u64::from(gpu.limits.min_uniform_buffer_offset_alignment).max(16),
-            },
+            align: u64::from(gpu.limits.min_uniform_buffer_offset_alignment).max(16),
             tuning,
+            f16_math: tuning.f16_math && gpu.report.shader_f16,
             max_groups: tuning
                 .max_groups_per_dim
                 .min(gpu.limits.max_compute_workgroups_per_dimension),
             max_binding: gpu.max_binding(),
             empty: small("empty", 16),
             attn_scratch: None,
-            bind_groups: HashMap::new(),
+            zero_step: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("zero step"),
+                size: std::mem::size_of::<Step>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM,
+                mapped_at_creation: false,
+            }),
             sample_max: small("sample partial max", u64::from(sample::MAX_PARTIALS) * 4),
             sample_idx: small("sample partial index", u64::from(sample::MAX_PARTIALS) * 4),
         })
@@ -202,52 +323,63 @@ impl Ops {
         self.tuning
     }
 
-    /// Writes this step's uniform parameters; call after encoding and before submitting.
-    pub fn flush(&mut self) {
-        self.params.flush(&self.queue);
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
     }
 
-    /// Flushes the parameters and submits the encoder: the usual end of a step.
-    pub fn submit(&mut self, enc: wgpu::CommandEncoder) -> wgpu::SubmissionIndex {
-        self.flush();
-        self.queue.submit([enc.finish()])
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
     }
 
-    /// Copies `n_rows` rows of `row_len` floats (e.g. the last token's hidden state before
-    /// the output projection).
-    #[allow(clippy::too_many_arguments)]
-    pub fn copy_rows(
-        &mut self,
-        enc: &mut wgpu::CommandEncoder,
-        src: &super::F32Buffer,
-        src_row: usize,
-        dst: &super::F32Buffer,
-        dst_row: usize,
-        row_len: usize,
-        n_rows: usize,
-    ) -> Result<(), GpuError> {
-        need(
-            "copy_rows",
-            "source length",
-            (src_row + n_rows) * row_len,
-            src.len(),
-        )?;
-        need(
-            "copy_rows",
-            "destination length",
-            (dst_row + n_rows) * row_len,
-            dst.len(),
-        )?;
-        if n_rows * row_len > 0 {
-            enc.copy_buffer_to_buffer(
-                &src.buffer,
-                (src_row * row_len * 4) as u64,
-                &dst.buffer,
-                (dst_row * row_len * 4) as u64,
-                (n_rows * row_len * 4) as u64,
-            );
+    /// An empty recording replayed at the position written into `step` before each replay
+    /// (its ops' positions are offsets from it; see [`Step`]).
+    pub fn live_recording(&self, step: &wgpu::Buffer) -> Recording {
+        self.new_recording(step, true)
+    }
+
+    /// An empty recording for ops at the fixed positions they name.
+    pub fn recording(&self) -> Recording {
+        self.new_recording(&self.zero_step, false)
+    }
+
+    fn new_recording(&self, step: &wgpu::Buffer, live: bool) -> Recording {
+        Recording {
+            dispatches: Vec::new(),
+            params: ParamArena {
+                buffers: Vec::new(),
+                staged: Vec::new(),
+                align: self.align,
+            },
+            step: step.clone(),
+            live,
         }
-        Ok(())
+    }
+
+    /// Finishes `rec`, replays it into one compute pass of a new encoder and submits it:
+    /// how tests run ops.
+    pub fn run(&self, rec: Recording) -> wgpu::SubmissionIndex {
+        self.run_then(rec, |_| {})
+    }
+
+    /// As [`Self::run`], with `then` recording more (copies) after the pass.
+    pub fn run_then(
+        &self,
+        mut rec: Recording,
+        then: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> wgpu::SubmissionIndex {
+        rec.finish(&self.queue);
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("ops"),
+                timestamp_writes: None,
+            });
+            rec.replay(&mut pass);
+        }
+        then(&mut enc);
+        self.queue.submit([enc.finish()])
     }
 
     /// Splits `n` workgroups into an (x, y) grid within the per-dimension cap.
@@ -282,111 +414,75 @@ impl Ops {
         Ok(())
     }
 
-    /// Records one compute pass: `key`'s pipeline over `groups` workgroups, with `bindings`
-    /// and `params` in a uniform arena slot. Bind groups are cached by (pipeline, buffers,
-    /// arena chunk) and the slot goes in as a dynamic offset, so a decode step rebuilds none:
-    /// its buffers are the same every step.
-    fn encode<P: bytemuck::Pod>(
+    /// Appends `key`'s pipeline over `groups` workgroups to `rec`, with `bindings` (in the
+    /// order of [`Kernel::uses`]) and `params` in a slot of the recording's uniforms.
+    fn push<P: bytemuck::Pod>(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         key: PipelineKey,
         bindings: &[Bind<'_>],
         params: &P,
         groups: [u32; 3],
     ) {
         let pipe = self.pipelines.get(&self.device, key);
+        debug_assert_eq!(bindings.len(), pipe.bindings.len(), "{}", pipe.label);
         let bytes = bytemuck::bytes_of(params);
-        let (ubuf, offset) = self.params.push(&self.device, bytes);
-        let cache_key = BindKey {
-            pipeline: key,
-            buffers: bindings
-                .iter()
-                .map(|b| (b.slot, b.buffer.clone(), b.size))
-                .collect(),
-            uniform: ubuf.clone(),
-            uniform_size: bytes.len() as u64,
-        };
-        if self.bind_groups.len() >= MAX_BIND_GROUPS && !self.bind_groups.contains_key(&cache_key) {
-            self.bind_groups.clear();
-        }
-        let device = &self.device;
-        let bind_group = self.bind_groups.entry(cache_key).or_insert_with(|| {
-            let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
-                .iter()
-                .map(|b| wgpu::BindGroupEntry {
-                    binding: b.slot,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b.buffer,
-                        offset: 0,
-                        size: b.size.and_then(NonZeroU64::new),
-                    }),
-                })
-                .collect();
-            entries.push(wgpu::BindGroupEntry {
-                binding: pipe.uniform_slot,
+        let (ubuf, offset) = rec.params.push(&self.device, bytes);
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .zip(&pipe.bindings)
+            .map(|(b, &binding)| wgpu::BindGroupEntry {
+                binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &ubuf,
+                    buffer: b.buffer,
                     offset: 0,
-                    size: NonZeroU64::new(bytes.len() as u64),
+                    size: b.size.and_then(NonZeroU64::new),
                 }),
-            });
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&pipe.label),
-                layout: &pipe.layout,
-                entries: &entries,
             })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: pipe.uniform_binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &ubuf,
+                offset: 0,
+                size: NonZeroU64::new(bytes.len() as u64),
+            }),
         });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        entries.push(wgpu::BindGroupEntry {
+            binding: pipe.step_binding,
+            resource: rec.step.as_entire_binding(),
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&pipe.label),
-            timestamp_writes: None,
+            layout: &pipe.layout,
+            entries: &entries,
         });
-        pass.set_pipeline(&pipe.pipeline);
-        pass.set_bind_group(0, &*bind_group, &[offset as u32]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-    }
-
-    /// Drops cached bind groups, releasing the buffers they hold (e.g. after unloading a
-    /// model while keeping this `Ops`). The cache also resets itself past a few thousand.
-    pub fn clear_bind_groups(&mut self) {
-        self.bind_groups.clear();
+        rec.dispatches.push(Dispatch {
+            pipeline: pipe.pipeline,
+            bind_group,
+            offset: offset as u32,
+            groups,
+        });
     }
 }
 
-/// Bind groups kept across steps; more than a model uses (about 20 per layer), few enough
-/// that buffers a caller dropped are not held for long.
-const MAX_BIND_GROUPS: usize = 8192;
-
-/// A storage buffer for one binding slot: all of it, or its first `size` bytes.
+/// A storage buffer for one binding: all of it, or its first `size` bytes.
 pub(crate) struct Bind<'a> {
-    slot: u32,
     buffer: &'a wgpu::Buffer,
     size: Option<u64>,
 }
 
 impl<'a> Bind<'a> {
-    pub(crate) fn whole(slot: u32, buffer: &'a wgpu::Buffer) -> Self {
-        Self {
-            slot,
-            buffer,
-            size: None,
-        }
+    pub(crate) fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Self { buffer, size: None }
     }
 
-    pub(crate) fn prefix(slot: u32, buffer: &'a wgpu::Buffer, size: u64) -> Self {
+    pub(crate) fn prefix(buffer: &'a wgpu::Buffer, size: u64) -> Self {
         Self {
-            slot,
             buffer,
             size: Some(size),
         }
     }
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct BindKey {
-    pipeline: PipelineKey,
-    buffers: Vec<(u32, wgpu::Buffer, Option<u64>)>,
-    uniform: wgpu::Buffer,
-    uniform_size: u64,
 }
 
 fn key(kernel: Kernel) -> PipelineKey {

@@ -1,10 +1,8 @@
 //! Rotary position embedding.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{key, need, within, Bind, Ops};
+use super::{key, need, within, Bind, Ops, Recording};
 use crate::gpu::buffers::{F32Buffer, U32Buffer};
-use crate::gpu::pipelines::Kernel;
+use crate::gpu::pipelines::{uniform, Kernel};
 use crate::gpu::{Gpu, GpuError};
 
 /// Which dimensions rotate together.
@@ -86,20 +84,24 @@ impl RopeFreqs {
     pub fn n_rot(&self) -> u32 {
         self.n_rot
     }
+
+    pub(crate) fn turns(&self) -> &wgpu::Buffer {
+        &self.turns.buffer
+    }
 }
 
-/// Mirrors `Params` in rope.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct RopeParams {
-    n_heads: u32,
-    head_dim: u32,
-    n_rot: u32,
-    pos: u32,
-    t: u32,
-    neox: u32,
-    groups_x: u32,
-    _pad: u32,
+uniform! {
+    /// rope.wgsl's `Params`.
+    pub(crate) struct RopeParams {
+        n_heads: u32,
+        head_dim: u32,
+        n_rot: u32,
+        pos: u32,
+        t: u32,
+        neox: u32,
+        groups_x: u32,
+        _pad0: u32,
+    }
 }
 
 impl Ops {
@@ -108,7 +110,7 @@ impl Ops {
     #[allow(clippy::too_many_arguments)]
     pub fn rope(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         x: &F32Buffer,
         freqs: &RopeFreqs,
         mode: RopeMode,
@@ -138,15 +140,12 @@ impl Ops {
             t,
             neox: u32::from(mode == RopeMode::Neox),
             groups_x: gx,
-            _pad: 0,
+            ..Default::default()
         };
-        self.encode(
-            enc,
+        self.push(
+            rec,
             key(Kernel::Rope),
-            &[
-                Bind::whole(0, &x.buffer),
-                Bind::whole(1, &freqs.turns.buffer),
-            ],
+            &[Bind::whole(&x.buffer), Bind::whole(&freqs.turns.buffer)],
             &params,
             [gx, gy, 1],
         );

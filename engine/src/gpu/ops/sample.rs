@@ -1,52 +1,43 @@
 //! Next-token choice on the GPU: greedy argmax, or temperature + top-p with a seed.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{key, need, Bind, Ops};
+use super::{key, need, Bind, Ops, Recording};
 use crate::gpu::buffers::{F32Buffer, U32Buffer};
-use crate::gpu::pipelines::Kernel;
+use crate::gpu::pipelines::{uniform, Kernel};
 use crate::gpu::GpuError;
+use crate::sampling::Sampling;
 
 /// Partial results the first pass may produce (the final pass is one workgroup).
 pub(crate) const MAX_PARTIALS: u32 = 1024;
 /// Fewest logits per first-pass workgroup (16 per thread).
 const MIN_CHUNK: u32 = 4096;
 
-/// How to pick a token from logits.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sampling {
-    /// 0 (or below) means greedy.
-    pub temperature: f32,
-    /// Keep the smallest set of most likely tokens whose probability reaches this (1 = all).
-    pub top_p: f32,
-    pub seed: u64,
-}
-
-/// Mirrors `Params` in sample.wgsl.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-struct SampleParams {
-    n: u32,
-    chunk: u32,
-    n_groups: u32,
-    temperature: f32,
-    top_p: f32,
-    seed_lo: u32,
-    seed_hi: u32,
-    step: u32,
+uniform! {
+    /// sample.wgsl's `Params`.
+    pub(crate) struct SampleParams {
+        /// Vocabulary size.
+        n: u32,
+        /// Logits per argmax_partial workgroup.
+        chunk: u32,
+        n_groups: u32,
+        temperature: f32,
+        top_p: f32,
+        seed_lo: u32,
+        seed_hi: u32,
+        step: u32,
+    }
 }
 
 impl Ops {
     /// `out[0] = argmax(logits[..vocab])`, lowest index on ties.
     pub fn argmax(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         logits: &F32Buffer,
         vocab: u32,
         out: &U32Buffer,
     ) -> Result<(), GpuError> {
-        let params = self.sample_first_pass(enc, "argmax", logits, vocab, out, 1.0, 1.0, 0, 0)?;
-        self.sample_final_pass(enc, Kernel::ArgmaxFinal, logits, out, &params);
+        let params = self.sample_first_pass(rec, "argmax", logits, vocab, out, 1.0, 1.0, 0, 0)?;
+        self.sample_final_pass(rec, Kernel::ArgmaxFinal, logits, out, &params);
         Ok(())
     }
 
@@ -55,7 +46,7 @@ impl Ops {
     /// as `step` so each token draws a fresh number. Temperature <= 0 is greedy.
     pub fn sample(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         logits: &F32Buffer,
         vocab: u32,
         sampling: &Sampling,
@@ -63,10 +54,10 @@ impl Ops {
         out: &U32Buffer,
     ) -> Result<(), GpuError> {
         if sampling.temperature <= 0.0 || !sampling.temperature.is_finite() {
-            return self.argmax(enc, logits, vocab, out);
+            return self.argmax(rec, logits, vocab, out);
         }
         let params = self.sample_first_pass(
-            enc,
+            rec,
             "sample",
             logits,
             vocab,
@@ -76,14 +67,14 @@ impl Ops {
             sampling.seed,
             step,
         )?;
-        self.sample_final_pass(enc, Kernel::TopPFinal, logits, out, &params);
+        self.sample_final_pass(rec, Kernel::TopPFinal, logits, out, &params);
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     fn sample_first_pass(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         op: &'static str,
         logits: &F32Buffer,
         vocab: u32,
@@ -112,13 +103,13 @@ impl Ops {
             step,
         };
         let (pmax, pidx) = (self.sample_max.clone(), self.sample_idx.clone());
-        self.encode(
-            enc,
+        self.push(
+            rec,
             key(Kernel::ArgmaxPartial),
             &[
-                Bind::whole(0, &logits.buffer),
-                Bind::whole(1, &pmax),
-                Bind::whole(2, &pidx),
+                Bind::whole(&logits.buffer),
+                Bind::whole(&pmax),
+                Bind::whole(&pidx),
             ],
             &params,
             [n_groups, 1, 1],
@@ -128,21 +119,30 @@ impl Ops {
 
     fn sample_final_pass(
         &mut self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recording,
         kernel: Kernel,
         logits: &F32Buffer,
         out: &U32Buffer,
         params: &SampleParams,
     ) {
         let (pmax, pidx) = (self.sample_max.clone(), self.sample_idx.clone());
-        let mut bindings = vec![
-            Bind::whole(4, &pmax),
-            Bind::whole(5, &pidx),
-            Bind::whole(6, &out.buffer),
+        let partials = [
+            Bind::whole(&pmax),
+            Bind::whole(&pidx),
+            Bind::whole(&out.buffer),
         ];
-        if kernel == Kernel::TopPFinal {
-            bindings.push(Bind::whole(0, &logits.buffer));
-        }
-        self.encode(enc, key(kernel), &bindings, params, [1, 1, 1]);
+        let with_logits;
+        let bindings: &[Bind<'_>] = if kernel == Kernel::TopPFinal {
+            with_logits = [
+                Bind::whole(&logits.buffer),
+                Bind::whole(&pmax),
+                Bind::whole(&pidx),
+                Bind::whole(&out.buffer),
+            ];
+            &with_logits
+        } else {
+            &partials
+        };
+        self.push(rec, key(kernel), bindings, params, [1, 1, 1]);
     }
 }

@@ -1,15 +1,15 @@
-// F16 weights in 16-element groups; K is a multiple of 16, so groups are word aligned.
-// unpack2x16float decodes halves without the shader-f16 feature.
-const QK: u32 = 16u;
-const BLOCK_BYTES: u32 = 32u;
+// F16 weights in 16-element groups (32 bytes, two lines). unpack2x16float decodes halves
+// without the shader-f16 feature.
 
-fn dequant16(base: u32, part: u32) -> array<f32, 16> {
+fn dequant16(pb: u32, g: u32, part: u32) -> array<f32, 16> {
     var out: array<f32, 16>;
-    let i = base >> 2u;
-    for (var k = 0u; k < 8u; k++) {
-        let v = unpack2x16float(W[i + k]);
-        out[2u * k] = v.x;
-        out[2u * k + 1u] = v.y;
+    for (var l = 0u; l < 2u; l++) {
+        let q = W[2u * g + l];
+        for (var k = 0u; k < 4u; k++) {
+            let v = unpack2x16float(q[k]);
+            out[8u * l + 2u * k] = v.x;
+            out[8u * l + 2u * k + 1u] = v.y;
+        }
     }
     return out;
 }

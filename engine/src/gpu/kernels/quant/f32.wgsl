@@ -1,13 +1,13 @@
-// F32 weights, decoded in 16-element groups so they share the quantized skeletons.
-// Rows are K * 4 bytes, so every group is word aligned.
-const QK: u32 = 16u;
-const BLOCK_BYTES: u32 = 64u;
+// F32 weights, decoded in 16-element groups (64 bytes, four lines) so they share the
+// quantized skeletons.
 
-fn dequant16(base: u32, part: u32) -> array<f32, 16> {
+fn dequant16(pb: u32, g: u32, part: u32) -> array<f32, 16> {
     var out: array<f32, 16>;
-    let i = base >> 2u;
-    for (var k = 0u; k < 16u; k++) {
-        out[k] = bitcast<f32>(W[i + k]);
+    for (var l = 0u; l < 4u; l++) {
+        let q = bitcast<vec4<f32>>(W[4u * g + l]);
+        for (var k = 0u; k < 4u; k++) {
+            out[4u * l + k] = q[k];
+        }
     }
     return out;
 }

@@ -1,0 +1,146 @@
+//! The compute device. The probe at `init` opens the GPU once and keeps it: every load uses
+//! that device, and a failure to use it is reported, never turned into a silent CPU load.
+//! A lost device is dropped and reported; the next load ("Reload the model") opens a new one.
+
+use m1_engine::backend::Device;
+use m1_engine::gpu::{Gpu, GpuError, GpuOptions};
+use wasm_bindgen::prelude::*;
+
+use super::{js, post_error, with_state};
+use crate::protocol::{DeviceInfo, ErrorKind};
+
+/// WebGPU where the browser offers a hardware adapter (its device kept for the loads), else
+/// the CPU path with the reason.
+pub async fn probe(force_cpu: bool, force_gpu: bool) -> DeviceInfo {
+    if force_cpu {
+        return DeviceInfo::Cpu {
+            reason: "the CPU path was requested".into(),
+            adapter: None,
+        };
+    }
+    if !has_navigator_gpu() {
+        return DeviceInfo::Cpu {
+            reason: "this browser does not offer WebGPU (navigator.gpu is missing)".into(),
+            adapter: None,
+        };
+    }
+    let gpu = match open().await {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            return DeviceInfo::Cpu {
+                reason: e.to_string(),
+                adapter: None,
+            }
+        }
+    };
+    let mut adapter = gpu.report.clone();
+    if adapter.name.is_empty() {
+        adapter.name = browser_adapter_label()
+            .await
+            .unwrap_or_else(|| "unnamed adapter".into());
+    }
+    // Measured: on SwiftShader/llvmpipe the wasm CPU path decodes 6-20x faster than our
+    // kernels on the software adapter, so a fallback adapter is passed over.
+    if adapter.device_type == "Cpu" && !force_gpu {
+        let reason = format!(
+            "the only WebGPU adapter is a software one ({}), slower than the CPU path; add ?gpu=1 to use it anyway",
+            adapter.name
+        );
+        return DeviceInfo::Cpu {
+            reason,
+            adapter: Some(adapter),
+        };
+    }
+    keep(gpu);
+    DeviceInfo::WebGpu { adapter }
+}
+
+/// The device a load runs on: the CPU when the probe chose it, else the probe's GPU, or a
+/// new one where that device was lost.
+pub async fn for_load() -> Result<Device, (ErrorKind, String)> {
+    let (webgpu, gpu) = with_state(|s| {
+        (
+            matches!(s.device, Some(DeviceInfo::WebGpu { .. })),
+            s.gpu.clone(),
+        )
+    });
+    if !webgpu {
+        return Ok(Device::Cpu);
+    }
+    if let Some(gpu) = gpu {
+        return Ok(Device::Gpu(gpu));
+    }
+    match open().await {
+        Ok(gpu) => Ok(Device::Gpu(keep(gpu))),
+        Err(e) => Err((
+            ErrorKind::DeviceLost,
+            format!("The GPU device was lost and no new one could be opened ({e})."),
+        )),
+    }
+}
+
+/// Chromium answers requestAdapter with null while its GPU process is (re)starting, so one
+/// miss is retried after a second before giving up.
+async fn open() -> Result<Gpu, GpuError> {
+    match Gpu::new(GpuOptions::default()).await {
+        Err(GpuError::NoAdapter(_)) => {
+            js::sleep_ms(1000).await;
+            Gpu::new(GpuOptions::default()).await
+        }
+        first => first,
+    }
+}
+
+/// Keeps `gpu` for the loads and watches it: once lost it is dropped (the next load opens
+/// another) and the loss reported. Dropping a model ourselves does not count as a loss.
+fn keep(gpu: Gpu) -> Gpu {
+    gpu.on_device_lost(|message| {
+        with_state(|s| s.gpu = None);
+        post_error(
+            ErrorKind::DeviceLost,
+            format!("The GPU device was lost ({message})."),
+        );
+    });
+    with_state(|s| s.gpu = Some(gpu.clone()));
+    gpu
+}
+
+fn has_navigator_gpu() -> bool {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &"navigator".into())
+        .and_then(|nav| js_sys::Reflect::get(&nav, &"gpu".into()))
+        .map(|gpu| !gpu.is_undefined() && !gpu.is_null())
+        .unwrap_or(false)
+}
+
+/// wgpu maps only `GPUAdapterInfo.description`, which browsers usually leave empty for
+/// privacy; vendor and architecture are still given, so name the adapter from those.
+async fn browser_adapter_label() -> Option<String> {
+    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).ok();
+    let gpu = get(&js_sys::global(), "navigator").and_then(|n| get(&n, "gpu"))?;
+    let request = get(&gpu, "requestAdapter")?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    let promise = request
+        .call0(&gpu)
+        .ok()?
+        .dyn_into::<js_sys::Promise>()
+        .ok()?;
+    let adapter = js::await_promise(promise).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let field = |k: &str| {
+        get(&info, k)
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let fallback = get(&info, "isFallbackAdapter")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let label = [field("description"), field("vendor"), field("architecture")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let software = if fallback { " (software fallback)" } else { "" };
+    (!label.is_empty()).then(|| format!("{label}{software}"))
+}
