@@ -296,16 +296,26 @@ pub struct BenchArgs {
         long,
         short = 'm',
         value_name = "FILE",
-        required_unless_present = "synthetic",
-        conflicts_with = "synthetic"
+        required_unless_present_any = ["synthetic", "kernels"],
+        conflicts_with_all = ["synthetic", "kernels"]
     )]
     pub model: Option<PathBuf>,
 
     /// Instead of a file, a model of real shapes and llama.cpp's per-tensor types with
     /// random weights made as they are read: SHAPE:TYPE with SHAPE qwen2.5-7b (m1-7B's graph)
     /// or qwen2.5-0.5b, TYPE q4_k_m, q5_k_m, q6_k, q8_0, q4_0 or f16
-    #[arg(long, value_name = "SHAPE:TYPE")]
+    #[arg(long, value_name = "SHAPE:TYPE", conflicts_with = "kernels")]
     pub synthetic: Option<String>,
+
+    /// Instead of a model: time the decode mat-vec of each quant type at m1-7B's shapes and
+    /// print effective GB/s (weight bytes / kernel time, from timestamp queries where offered)
+    #[arg(long, conflicts_with = "cpu")]
+    pub kernels: bool,
+
+    /// The adapter's memory bandwidth in GB/s: --kernels then prints each kernel's fraction
+    /// of it (else of a buffer copy's rate, measured)
+    #[arg(long, value_name = "GB_S", requires = "kernels")]
+    pub peak_gb_s: Option<f64>,
 
     /// Run on the CPU (candle) instead of the GPU
     #[arg(long)]

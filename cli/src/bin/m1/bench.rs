@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use m1_engine::backend::{AnyBackend, Backend, CpuBackend, EngineError, GpuBackend, Sampling};
 use m1_engine::cpu::{CpuModel, CpuOptions};
+use m1_engine::gpu::bench::{self as kernel_bench, BenchOptions, Timer};
 use m1_engine::gpu::{Gpu, GpuModel, GpuModelOptions, GpuOptions, StepStats};
 use m1_engine::model::ModelConfig;
 use m1_engine::reason::{TextCodec, QWEN_SYSTEM_PROMPT};
@@ -61,6 +62,9 @@ impl PerToken {
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), CliError> {
+    if args.kernels {
+        return kernels(args);
+    }
     let usage = |what: &str, n: u64| {
         usize::try_from(n).map_err(|_| CliError::Usage(format!("{what} {n} is too large")))
     };
@@ -294,4 +298,58 @@ fn peak_rss_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
+}
+
+/// `m1 bench --kernels`: each decode mat-vec type at m1-7B's shapes, as effective GB/s.
+fn kernels(args: &BenchArgs) -> Result<(), CliError> {
+    let gpu = pollster::block_on(Gpu::new(GpuOptions {
+        timestamps: true,
+        ..GpuOptions::default()
+    }))
+    .map_err(EngineError::from)?;
+    let opts = BenchOptions {
+        peak_gb_s: args.peak_gb_s,
+        ..BenchOptions::default()
+    };
+    if !args.json {
+        eprintln!(
+            "timing {} types x {} shapes on {} (a software adapter takes seconds each)",
+            opts.types.len(),
+            opts.shapes.len(),
+            gpu.report.name
+        );
+    }
+    let report = pollster::block_on(kernel_bench::matvec(&gpu, &opts, |k| {
+        if !args.json {
+            eprintln!("  {} {}: {:.3} ms", k.ty.name(), k.shape.name, k.ms);
+        }
+    }))
+    .map_err(EngineError::from)?;
+    let mut out = std::io::stdout().lock();
+    let text = if args.json {
+        let reference = report.reference_gb_s();
+        json!({
+            "adapter": report.adapter,
+            "copy_gb_s": report.copy_gb_s,
+            "peak_gb_s": report.peak_gb_s,
+            "kernels": report.kernels.iter().map(|k| json!({
+                "type": k.ty.name(),
+                "tensor": k.shape.name,
+                "rows": k.shape.rows,
+                "cols": k.shape.cols,
+                "bytes": k.bytes,
+                "ms": k.ms,
+                "gb_s": k.gb_s(),
+                "fraction": k.gb_s() / reference,
+                "timer": match k.timer {
+                    Timer::Timestamps => "timestamps",
+                    Timer::Wall => "wall",
+                },
+            })).collect::<Vec<_>>(),
+        })
+        .to_string()
+    } else {
+        report.to_string()
+    };
+    writeln!(out, "{text}").map_err(CliError::Output)
 }
