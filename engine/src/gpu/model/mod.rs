@@ -363,6 +363,13 @@ impl GpuModel {
         self.stats
     }
 
+    /// Where the sampler leaves the chosen id (the next step's embedding reads it, and the
+    /// step copies it into a readback slot) and the `Step` uniform every prepared dispatch
+    /// binds: for the allocation test, which replays a step with the same buffer uses.
+    pub fn step_buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        (&self.scratch.token.buffer, self.plan.step_buffer())
+    }
+
     /// What one greedy decode step of a sampled id replays, in order (embedding, decoder,
     /// LM head, sampler), all prepared at load: for benchmarks and the allocation test.
     pub fn decode_step(&self) -> Result<[&crate::gpu::Recording; 4], GpuError> {
