@@ -86,8 +86,11 @@ pub fn ask_one<B: Backend, C: TextCodec, W: Write>(
     Ok(summary)
 }
 
-/// Reads MedQA records, one JSON object per non-empty line.
-fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuestion>, CliError> {
+/// Reads MedQA records, one JSON object per non-empty line, each with its line number.
+pub fn read_questions(
+    path: &Path,
+    limit: Option<usize>,
+) -> Result<Vec<(LabeledQuestion, usize)>, CliError> {
     let text = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => return Err(CliError::file(path, FileProblem::Directory)),
         _ => {
@@ -111,7 +114,7 @@ fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuesti
                 },
             )
         })?;
-        records.push(record);
+        records.push((record, i + 1));
     }
     if records.is_empty() {
         return Err(CliError::file(path, FileProblem::NoRecords));
@@ -121,7 +124,7 @@ fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuesti
 
 fn run_batch(
     loaded: &mut Loaded,
-    records: &[LabeledQuestion],
+    records: &[(LabeledQuestion, usize)],
     config: &ReasonConfig,
     sampling: &Sampling,
     json: bool,
@@ -130,7 +133,7 @@ fn run_batch(
     let total = records.len();
     let (mut correct, mut scored, mut unanswered) = (0usize, 0usize, 0usize);
     let write_err = |e: std::io::Error| CliError::Output(e);
-    for (i, record) in records.iter().enumerate() {
+    for (i, (record, _)) in records.iter().enumerate() {
         // Per-item events are not shown in a batch; a sink printer keeps the same loop.
         let mut sink = Printer::new(
             std::io::sink(),
