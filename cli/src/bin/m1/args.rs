@@ -299,8 +299,12 @@ impl EvalArgs {
                 "--budgets needs at least one budget".into(),
             ));
         }
+        // Ascending and once each, as the sweep answers them: the table lists each once.
+        let mut budgets = self.budgets.clone();
+        budgets.sort_unstable();
+        budgets.dedup();
         Ok(SweepConfig {
-            budgets: self.budgets.clone(),
+            budgets,
             waits: self.forcing.waits,
             min_thinking: self.forcing.min_thinking,
             max_answer_tokens: self.forcing.max_answer_tokens,
