@@ -63,6 +63,9 @@ pub enum LoadSource {
 pub struct AskSettings {
     pub budget: u32,
     pub waits: u32,
+    /// s1's minimum thinking (`ReasonConfig::min_thinking`); absent from older pages: 0.
+    #[serde(default)]
+    pub min_thinking: u32,
     pub max_answer_tokens: u32,
     pub sampling: Sampling,
 }
@@ -244,6 +247,7 @@ mod tests {
             settings: AskSettings {
                 budget: 128,
                 waits: 0,
+                min_thinking: 0,
                 max_answer_tokens: 64,
                 sampling: Sampling::default(),
             },

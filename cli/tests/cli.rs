@@ -872,3 +872,206 @@ fn a_tensor_type_without_a_gpu_kernel_points_to_cpu() {
     let out = m1(&[&["ask", "--cpu", "-m", file.path()][..], &args].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+// ---------------------------------------------------------------- eval: the budget sweep
+
+/// A JSONL record, its question and its options as `ask` takes them.
+type EvalQuestion = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The eval test's questions; the second record has no id.
+const EVAL_QUESTIONS: [EvalQuestion; 3] = [
+    (
+        r#"{"id":"scurvy","question":"Which vitamin deficiency causes scurvy?","options":{"A":"Vitamin A","B":"Vitamin C","C":"Vitamin D"},"answer_idx":"B"}"#,
+        "Which vitamin deficiency causes scurvy?",
+        &[("A", "Vitamin A"), ("B", "Vitamin C"), ("C", "Vitamin D")],
+    ),
+    (
+        r#"{"question":"Which organ produces insulin?","options":["Liver","Pancreas","Kidney"],"answer":"Pancreas"}"#,
+        "Which organ produces insulin?",
+        &[("A", "Liver"), ("B", "Pancreas"), ("C", "Kidney")],
+    ),
+    (
+        r#"{"id":7,"question":"What is the first-line treatment for anaphylaxis?","options":{"A":"Epinephrine","B":"Antihistamine"},"answer_idx":"A"}"#,
+        "What is the first-line treatment for anaphylaxis?",
+        &[("A", "Epinephrine"), ("B", "Antihistamine")],
+    ),
+];
+
+/// A separate `m1 ask --json` at `budget`: (forced prefix, answer token ids, choice).
+fn ask_once(
+    model: &str,
+    question: &str,
+    options: &[(&str, &str)],
+    budget: usize,
+    extra: &[&str],
+) -> (String, Vec<u32>, Value) {
+    let budget = budget.to_string();
+    let option_args: Vec<String> = options.iter().map(|(l, t)| format!("{l}={t}")).collect();
+    let mut args = vec![
+        "ask", "--cpu", "--json", "-m", model, "-q", question, "--budget", &budget,
+    ];
+    for o in &option_args {
+        args.extend(["-o", o]);
+    }
+    args.extend(extra);
+    let out = m1(&args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    let events = json_lines(&out);
+    let prefix = events
+        .iter()
+        .find(|e| e["event"] == "answer_prefix")
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .expect("an answer_prefix event");
+    let answer = events
+        .iter()
+        .filter(|e| e["event"] == "answer")
+        .map(|e| e["id"].as_u64().unwrap() as u32)
+        .collect();
+    let done = events.last().unwrap();
+    assert_eq!(done["event"], "done");
+    (prefix, answer, done["choice"].clone())
+}
+
+/// On the real Qwen2.5-0.5B, for 3 questions and budgets 0, 8, 32 and 64, every budget's
+/// forced prefix, answer tokens and choice from one `m1 eval` equal a separate `m1 ask` at
+/// that budget, exactly; `extra` are the shared settings (waits, sampling).
+fn assert_eval_equals_asks(extra: &[&str]) {
+    let Some(path) = test_model(QWEN) else { return };
+    let model = path.to_str().unwrap();
+    let records: String = EVAL_QUESTIONS
+        .iter()
+        .map(|q| format!("{}\n", q.0))
+        .collect();
+    let f = TempFile::new("eval.jsonl", records.as_bytes());
+    let budgets = [0usize, 8, 32, 64];
+    let mut args = vec![
+        "eval",
+        "--cpu",
+        "--json",
+        "-m",
+        model,
+        "--questions",
+        f.path(),
+        // Any order, duplicates once: the sweep sorts them.
+        "--budgets",
+        "64,0,32,8,32",
+        "--max-answer-tokens",
+        "4",
+    ];
+    args.extend(extra);
+    let out = m1(&args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    let lines = json_lines(&out);
+    let items: Vec<&Value> = lines.iter().filter(|l| l["event"] == "item").collect();
+    assert_eq!(items.len(), 3 * budgets.len(), "{lines:?}");
+    for (i, (_, question, options)) in EVAL_QUESTIONS.iter().enumerate() {
+        // The record's id, else its line number.
+        let id = ["scurvy", "2", "7"][i];
+        for budget in budgets {
+            let item = items
+                .iter()
+                .find(|l| l["id"] == id && l["budget"] == budget)
+                .unwrap_or_else(|| panic!("no item {id} at {budget}: {lines:?}"));
+            let mut ask_extra = vec!["--max-answer-tokens", "4"];
+            ask_extra.extend(extra);
+            let (prefix, answer, choice) = ask_once(model, question, options, budget, &ask_extra);
+            let ctx = format!("{extra:?}, question {id}, budget {budget}");
+            assert_eq!(item["answer_prefix"], prefix, "{ctx}");
+            assert_eq!(ids(&item["answer_tokens"]), answer, "{ctx}");
+            assert_eq!(item["choice"], choice, "{ctx}");
+            assert_eq!(
+                item["correct"],
+                Value::Bool(item["choice"] == item["gold"]),
+                "{ctx}"
+            );
+            assert!(item["answer"].is_string(), "{ctx}");
+        }
+    }
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["event"], "summary", "{lines:?}");
+    let rows = summary["budgets"].as_array().unwrap();
+    let listed: Vec<u64> = rows.iter().map(|r| r["budget"].as_u64().unwrap()).collect();
+    assert_eq!(listed, [0, 8, 32, 64]);
+    for r in rows {
+        let correct = items
+            .iter()
+            .filter(|l| l["budget"] == r["budget"] && l["correct"] == true)
+            .count();
+        assert_eq!(r["n"], 3, "{r}");
+        assert_eq!(r["correct"], correct, "{r}");
+        let accuracy = correct as f64 / 3.0;
+        assert_eq!(r["accuracy"].as_f64(), Some(accuracy), "{r}");
+        let (low, high) = (r["low"].as_f64().unwrap(), r["high"].as_f64().unwrap());
+        assert!(low <= accuracy && accuracy <= high, "{r}");
+    }
+    eprintln!("eval {extra:?}: {summary}");
+}
+
+// Each of these runs 12 separate asks and one eval on the CPU: minutes, not seconds, on a
+// loaded two-core machine.
+#[test]
+fn eval_sweep_equals_separate_asks_greedy() {
+    assert_eval_equals_asks(&[]);
+}
+
+#[test]
+fn eval_sweep_equals_separate_asks_with_a_wait() {
+    assert_eval_equals_asks(&["--wait", "1"]);
+}
+
+#[test]
+fn eval_sweep_equals_separate_asks_with_seeded_top_p() {
+    assert_eval_equals_asks(&["--temperature", "0.7", "--top-p", "0.9", "--seed", "7"]);
+}
+
+#[test]
+fn eval_text_output_lists_accuracy_per_budget() {
+    let Some(path) = test_model(QWEN) else { return };
+    let f = TempFile::new(
+        "eval-text.jsonl",
+        format!("{}\n", EVAL_QUESTIONS[0].0).as_bytes(),
+    );
+    let out = m1(&[
+        "eval",
+        "--cpu",
+        "-m",
+        path.to_str().unwrap(),
+        "--questions",
+        f.path(),
+        "--budgets",
+        "4,0",
+        "--max-answer-tokens",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("   1/1  scurvy  gold B "), "{text}");
+    assert!(
+        text.contains("budget      n  correct  accuracy  95% Wilson interval"),
+        "{text}"
+    );
+    // Rows by budget, each with its count.
+    let zero = text.find("\n     0      1  ").expect(&text);
+    let four = text.find("\n     4      1  ").expect(&text);
+    assert!(zero < four, "{text}");
+}
+
+#[test]
+fn eval_argument_errors_exit_2() {
+    let out = m1(&[
+        "eval",
+        "-m",
+        "m.gguf",
+        "--questions",
+        "x.jsonl",
+        "--budgets",
+        "8,x",
+    ]);
+    assert_exit(&out, 2, "--budgets");
+    let out = m1(&["eval", "-m", "m.gguf", "--budgets", "8"]);
+    assert_exit(&out, 2, "--questions");
+}

@@ -29,7 +29,10 @@ use thiserror::Error;
 
 use crate::cpu::CpuError;
 use crate::gpu::GpuError;
-use crate::reason::{Controller, Event, ReasonError, Step, Summary, TextCodec};
+use crate::reason::{
+    Controller, Event, ReasonError, Step, Summary, Sweep, SweepEvent, SweepStep, SweepSummary,
+    TextCodec,
+};
 
 pub use any::AnyBackend;
 pub use cpu::{CpuBackend, PREFILL_CHUNK};
@@ -75,10 +78,12 @@ pub enum EngineError {
 
 /// A model with a KV cache that the driver loop can run, on the GPU or the CPU.
 ///
-/// The sequence only grows: `feed` appends at [`Backend::position`], `sample` reads the
-/// logits after the last fed token, `reset` starts over. That is all budget forcing needs
-/// (forced text is appended, never rewritten), and it lets the GPU keep logits on the device
-/// and send back a single `u32` per token.
+/// A single run's sequence only grows: `feed` appends at [`Backend::position`], `sample`
+/// reads the logits after the last fed token, `reset` starts over. That is all budget
+/// forcing needs (forced text is appended, never rewritten), and it lets the GPU keep logits
+/// on the device and send back a single `u32` per token. A budget sweep ([`run_sweep`])
+/// also cuts the sequence back with `rewind`, after each budget's answer, to go on
+/// thinking from where that answer branched off.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     /// Appends `tokens` at the current position, in as few batched passes as the backend
@@ -91,6 +96,11 @@ pub trait Backend {
 
     /// Forgets every position (clears the KV cache) for a new question.
     fn reset(&mut self);
+
+    /// Keeps the first `pos` positions and forgets the rest (nothing when `pos` is at or past
+    /// [`Backend::position`]). The forgotten cache entries are overwritten by the next `feed`
+    /// before anything reads them; after a cut there are no logits until that feed.
+    fn rewind(&mut self, pos: usize);
 
     /// Tokens in the KV cache: where the next `feed` writes.
     fn position(&self) -> usize;
@@ -154,6 +164,51 @@ where
                 controller.on_token(id, now_ms())?;
             }
             Step::Done(summary) => return Ok(summary),
+        }
+    }
+}
+
+/// Runs one question's budget sweep ([`Sweep`]): one thinking trace to the largest budget,
+/// each budget's answer branched off where that budget stops thinking, the sequence rewound
+/// after each. The same contract as [`run_controller`] (reset first, the context checked
+/// for the largest budget before anything is computed, every event as soon as it exists,
+/// `cancelled` polled before every step: a cancel ends the sweep at the next token, with
+/// the budgets answered so far kept in the summary).
+pub async fn run_sweep<B, C>(
+    backend: &mut B,
+    sweep: &mut Sweep<C>,
+    sampling: &Sampling,
+    now_ms: impl Fn() -> f64,
+    mut on_event: impl FnMut(SweepEvent),
+    cancelled: impl Fn() -> bool,
+) -> Result<SweepSummary, EngineError>
+where
+    B: Backend,
+    C: TextCodec,
+{
+    sampling.validate()?;
+    backend.reset();
+    let needed = sweep.max_sequence_len();
+    if needed > backend.context_len() {
+        return Err(EngineError::ContextTooSmall {
+            needed,
+            context: backend.context_len(),
+        });
+    }
+    loop {
+        if cancelled() {
+            sweep.cancel(now_ms());
+        }
+        let step = sweep.next_step(now_ms())?;
+        sweep.drain_events().for_each(&mut on_event);
+        match step {
+            SweepStep::Feed(tokens) => backend.feed(&tokens).await?,
+            SweepStep::Sample => {
+                let id = backend.sample(sampling).await?;
+                sweep.on_token(id, now_ms())?;
+            }
+            SweepStep::Rewind(pos) => backend.rewind(pos),
+            SweepStep::Done(summary) => return Ok(summary),
         }
     }
 }

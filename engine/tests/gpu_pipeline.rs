@@ -66,6 +66,7 @@ fn events(backend: &mut GpuBackend, tokenizer: &Tokenizer) -> Vec<String> {
         let config = ReasonConfig {
             budget: s.budget,
             waits: s.waits,
+            min_thinking: 0,
             max_answer_tokens: 4,
         };
         let mut ctl = Controller::reasoning_for(tokenizer, &question(), config).expect("prompt");

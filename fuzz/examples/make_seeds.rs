@@ -401,8 +401,14 @@ mod seeds {
             if name == "qwen2-f32" {
                 // The optional keys, so the fuzzer meets them: explicit head width and
                 // rotary dimensions, rope scaling, and a vocabulary.
-                md.push(kv(&format!("{arch}.attention.key_length"), Value::U32(hd as u32)));
-                md.push(kv(&format!("{arch}.rope.dimension_count"), Value::U32(hd as u32)));
+                md.push(kv(
+                    &format!("{arch}.attention.key_length"),
+                    Value::U32(hd as u32),
+                ));
+                md.push(kv(
+                    &format!("{arch}.rope.dimension_count"),
+                    Value::U32(hd as u32),
+                ));
                 md.push(kv(&format!("{arch}.rope.scaling.type"), s("none")));
                 md.extend(vocab.into_iter().flatten().cloned());
             }
@@ -847,6 +853,7 @@ mod seeds {
                 settings: AskSettings {
                     budget: 128,
                     waits: 2,
+                    min_thinking: 32,
                     max_answer_tokens: 64,
                     sampling,
                 },

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use m1_engine::gguf::Layout;
 use m1_cli::quantize::{parse_shard_header, shard_header_len, vocab_from_json, HfConfig};
+use m1_engine::gguf::Layout;
 use serde_json::Value as Json;
 
 /// Input: a whole shard (`u64` header length, JSON header, data).

@@ -167,6 +167,7 @@ fn drive(tok: &Tokenizer, text: &str, script: &[u32]) {
     let config = ReasonConfig {
         budget: 8,
         waits: 1,
+        min_thinking: 4,
         max_answer_tokens: 8,
     };
     let Ok(mut controller) = Controller::reasoning_for(tok, &question, config) else {

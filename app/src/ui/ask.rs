@@ -23,6 +23,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
         String::new(),
     ]);
     let waits = RwSignal::new(0u32);
+    let min_thinking = RwSignal::new(0u32);
     // The engine's defaults: greedy, as in the m1 paper.
     let defaults = Sampling::default();
     let temperature = RwSignal::new(defaults.temperature);
@@ -72,6 +73,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
             settings: AskSettings {
                 budget: b,
                 waits: waits.get_untracked(),
+                min_thinking: min_thinking.get_untracked(),
                 max_answer_tokens: state.max_answer.get_untracked(),
                 sampling,
             },
@@ -138,6 +140,10 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
             <label class="field inline">"Wait count "
                 <input type="number" min="0" max="8" aria-label="Wait count" prop:value=move || waits.get().to_string()
                     on:input=move |ev| waits.set(event_target_value(&ev).parse::<u32>().unwrap_or(0).min(8)) />
+            </label>
+            <label class="field inline" title="An earlier end of thinking is replaced by 'Wait' (s1's minimum thinking); these do not count against the Wait count">"Minimum thinking "
+                <input type="number" min="0" step="64" aria-label="Minimum thinking tokens" prop:value=move || min_thinking.get().to_string()
+                    on:input=move |ev| min_thinking.set(event_target_value(&ev).parse::<u32>().unwrap_or(0)) />
             </label>
             <details class="advanced">
                 <summary>"Advanced sampling"</summary>

@@ -30,6 +30,7 @@ impl Session {
         let config = ReasonConfig {
             budget: settings.budget as usize,
             waits: settings.waits as usize,
+            min_thinking: settings.min_thinking as usize,
             max_answer_tokens: settings.max_answer_tokens as usize,
         };
         let mut ctl = Controller::reasoning_for(&self.model.tokenizer, question, config)?;
@@ -88,6 +89,10 @@ impl<B: Backend> Backend for Yielding<B> {
 
     fn reset(&mut self) {
         self.0.reset()
+    }
+
+    fn rewind(&mut self, pos: usize) {
+        self.0.rewind(pos)
     }
 
     fn position(&self) -> usize {

@@ -48,6 +48,13 @@ impl<C: Backend> Backend for AnyBackend<C> {
         }
     }
 
+    fn rewind(&mut self, pos: usize) {
+        match self {
+            Self::Gpu(b) => b.rewind(pos),
+            Self::Cpu(b) => b.rewind(pos),
+        }
+    }
+
     fn position(&self) -> usize {
         match self {
             Self::Gpu(b) => b.position(),

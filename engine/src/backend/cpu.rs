@@ -75,6 +75,13 @@ impl Backend for CpuBackend {
         self.logits = None;
     }
 
+    fn rewind(&mut self, pos: usize) {
+        if pos < self.model.position() {
+            self.model.rewind(pos);
+            self.logits = None;
+        }
+    }
+
     fn position(&self) -> usize {
         self.model.position()
     }

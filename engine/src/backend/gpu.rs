@@ -177,6 +177,18 @@ impl Backend for GpuBackend {
         self.model.reset();
     }
 
+    fn rewind(&mut self, pos: usize) {
+        if pos >= self.position() {
+            return;
+        }
+        // Steps in flight computed positions past the cut: none of their ids may be read.
+        self.drop_speculation();
+        self.inflight.clear();
+        self.last = None;
+        self.last_fed = None;
+        self.model.rewind(pos);
+    }
+
     fn position(&self) -> usize {
         self.model.position() - self.speculative()
     }

@@ -661,6 +661,15 @@ impl CpuModel {
         self.pos = 0;
     }
 
+    /// Keeps the first `pos` cached positions (a budget sweep returning from an answer to
+    /// its thinking); the next `forward` writes over the rest.
+    pub fn rewind(&mut self, pos: usize) {
+        self.pos = self.pos.min(pos);
+        for b in &mut self.blocks {
+            b.cache.len = b.cache.len.min(self.pos);
+        }
+    }
+
     /// Runs `tokens` at positions `pos..pos + tokens.len()` in one batch and returns the
     /// logits of the last one. `pos` must equal [`CpuModel::position`].
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, CpuError> {

@@ -41,6 +41,10 @@ pub struct ReasonConfig {
     pub budget: usize,
     /// How many times a natural end of thinking is replaced by "Wait" (paper: 0..8).
     pub waits: usize,
+    /// Minimum thinking (s1's recipe, which m1 builds on): a natural end before this many
+    /// budget tokens is replaced by "Wait" however often it comes, without counting
+    /// against `waits`. 0 turns it off.
+    pub min_thinking: usize,
     pub max_answer_tokens: usize,
 }
 
@@ -49,6 +53,7 @@ impl Default for ReasonConfig {
         Self {
             budget: DEFAULT_BUDGET,
             waits: 0,
+            min_thinking: 0,
             max_answer_tokens: DEFAULT_MAX_ANSWER_TOKENS,
         }
     }
@@ -160,6 +165,8 @@ pub struct Controller<C> {
     answer: String,
     think_tokens: usize,
     waits: usize,
+    /// Waits that count against `ReasonConfig::waits` (those past `min_thinking`).
+    counted_waits: usize,
     budget_used: usize,
     answer_tokens: usize,
     sampled_tokens: usize,
@@ -244,6 +251,7 @@ impl<C: TextCodec> Controller<C> {
             answer: String::new(),
             think_tokens: 0,
             waits: 0,
+            counted_waits: 0,
             budget_used: 0,
             answer_tokens: 0,
             sampled_tokens: 0,
@@ -394,6 +402,11 @@ impl<C: TextCodec> Controller<C> {
         &self.prompt
     }
 
+    /// What the thinking budget has been charged so far (thinking tokens and forced "Wait"s).
+    pub fn budget_used(&self) -> usize {
+        self.budget_used
+    }
+
     fn begin(&mut self, now_ms: f64) {
         self.start_ms = Some(now_ms);
         self.events.push_back(Event::Prompt {
@@ -441,8 +454,11 @@ impl<C: TextCodec> Controller<C> {
         let flushed = self.decoder.finish();
         self.thinking.push_str(&flushed);
 
+        // s1's minimum thinking: an end before `min_thinking` budget tokens is not accepted,
+        // however many "Wait"s that takes; only ends past it spend the `waits` allowance.
+        let below_minimum = self.budget_used < config.min_thinking;
         if reason == StopReason::Natural
-            && self.waits < config.waits
+            && (below_minimum || self.counted_waits < config.waits)
             && self.budget_used < config.budget
         {
             // The reference adds a space only after a trailing space (not after a newline),
@@ -457,6 +473,9 @@ impl<C: TextCodec> Controller<C> {
             // reference skips the extension and answers as after a natural end.
             if self.budget_used + tokens.len() < config.budget {
                 self.waits += 1;
+                if !below_minimum {
+                    self.counted_waits += 1;
+                }
                 self.budget_used += tokens.len();
                 self.pending_feed.extend_from_slice(tokens);
                 self.thinking.push_str(&text);
@@ -550,7 +569,7 @@ fn rate(tokens: usize, ms: f64) -> Option<f64> {
     (ms > 0.0 && per_s.is_finite()).then_some(per_s)
 }
 
-fn encode_text<C: TextCodec>(codec: &C, text: &str) -> Result<Vec<u32>, ReasonError> {
+pub(super) fn encode_text<C: TextCodec>(codec: &C, text: &str) -> Result<Vec<u32>, ReasonError> {
     codec.encode(text).map_err(|source| ReasonError::Encode {
         text: text.to_string(),
         source,

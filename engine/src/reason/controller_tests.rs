@@ -25,6 +25,7 @@ fn reasoner_with(
     let config = ReasonConfig {
         budget,
         waits,
+        min_thinking: 0,
         max_answer_tokens,
     };
     Controller::reasoning(codec, PROMPT.to_vec(), config)
@@ -401,6 +402,119 @@ fn wait_is_skipped_when_it_would_fill_the_budget() {
     assert_eq!(s.think_stop, Some(StopReason::Natural));
     assert_eq!(s.answer_prefix, ANSWER_PREFIX);
     assert_eq!(s.thinking, "Hello\n");
+}
+
+fn min_reasoner(budget: usize, waits: usize, min_thinking: usize) -> Controller<FakeCodec> {
+    let config = ReasonConfig {
+        budget,
+        waits,
+        min_thinking,
+        max_answer_tokens: 1024,
+    };
+    Controller::reasoning(FakeCodec::new(), PROMPT.to_vec(), config)
+        .unwrap()
+        .with_options(options())
+}
+
+#[test]
+fn min_thinking_replaces_early_ends_without_spending_waits() {
+    // Ends at 1 and 3 budget tokens are below the minimum of 4: both become "Wait", with no
+    // "Wait" allowance at all. The end at 5 is past it and is accepted.
+    let run = drive(
+        &mut min_reasoner(100, 0, 4),
+        &[
+            HELLO, IM_START, WORLD, IM_END, DOT, IM_END, LETTER_B, IM_END,
+        ],
+    );
+    assert_eq!(
+        run.acts,
+        vec![
+            feed(&PROMPT),
+            Act::Sample(HELLO),
+            feed(&[HELLO]),
+            Act::Sample(IM_START),
+            feed(&[WAIT_ID]),
+            Act::Sample(WORLD),
+            feed(&[WORLD]),
+            Act::Sample(IM_END),
+            feed(&[WAIT_ID]),
+            Act::Sample(DOT),
+            feed(&[DOT]),
+            Act::Sample(IM_END),
+            feed(&concat([&[NL][..], &ANSWER_TOKENS])),
+            Act::Sample(LETTER_B),
+            feed(&[LETTER_B]),
+            Act::Sample(IM_END),
+        ]
+    );
+    assert_eq!(
+        stream(&run)[1..7],
+        [
+            think(HELLO, "Hello"),
+            wait(1, "Wait"),
+            think(WORLD, " world"),
+            wait(2, "Wait"),
+            think(DOT, "."),
+            prefix("\n", false),
+        ]
+    );
+    let s = &run.summary;
+    assert_eq!(s.thinking, "HelloWait worldWait.\n");
+    assert_eq!((s.waits, s.think_tokens, s.budget_used), (2, 3, 5));
+    assert_eq!(s.think_stop, Some(StopReason::Natural));
+}
+
+#[test]
+fn waits_past_the_minimum_count_against_the_allowance() {
+    // Minimum 2, one "Wait" allowed: the end at 1 is below the minimum (free), the end at
+    // 3 spends the allowance, the end at 5 is accepted.
+    let run = drive(
+        &mut min_reasoner(100, 1, 2),
+        &[
+            HELLO, IM_START, WORLD, IM_END, DOT, IM_END, LETTER_B, IM_END,
+        ],
+    );
+    let s = &run.summary;
+    assert_eq!(s.thinking, "HelloWait worldWait.\n");
+    assert_eq!((s.waits, s.budget_used), (2, 5));
+    // Without the minimum the same script takes its one "Wait" at the first end, and the
+    // second end is accepted.
+    let run = drive(
+        &mut min_reasoner(100, 1, 0),
+        &[HELLO, IM_START, WORLD, IM_END, LETTER_B, IM_END],
+    );
+    assert_eq!(run.summary.thinking, "HelloWait world\n");
+    assert_eq!(run.summary.waits, 1);
+}
+
+#[test]
+fn min_thinking_yields_to_the_budget() {
+    // A minimum above the budget: "Wait" is forced while it fits below the budget (1 + 1
+    // < 3), then the budget ends thinking as usual.
+    let run = drive(
+        &mut min_reasoner(3, 0, 10),
+        &[HELLO, IM_START, WORLD, LETTER_B, IM_END],
+    );
+    let s = &run.summary;
+    assert_eq!((s.waits, s.budget_used), (1, 3));
+    assert_eq!(s.think_stop, Some(StopReason::Budget));
+    assert_eq!(s.thinking, "HelloWait world\n");
+    // An end where "Wait" would fill the budget (2 + 1 = 3) is accepted even below the
+    // minimum, as the reference skips any such extension.
+    let run = drive(
+        &mut min_reasoner(3, 0, 10),
+        &[HELLO, WORLD, IM_END, LETTER_B, IM_END],
+    );
+    let s = &run.summary;
+    assert_eq!((s.waits, s.budget_used), (0, 2));
+    assert_eq!(s.think_stop, Some(StopReason::Natural));
+}
+
+#[test]
+fn min_thinking_round_trips_and_defaults_to_off() {
+    let config: ReasonConfig = serde_json::from_str(r#"{"min_thinking":256}"#).unwrap();
+    assert_eq!(config.min_thinking, 256);
+    assert_eq!(ReasonConfig::default().min_thinking, 0);
 }
 
 #[test]
@@ -905,6 +1019,7 @@ fn configs_deserialize_with_defaults() {
         ReasonConfig {
             budget: 512,
             waits: 0,
+            min_thinking: 0,
             max_answer_tokens: 1024
         }
     );

@@ -21,6 +21,8 @@ pub enum ReasonError {
     UnexpectedToken { id: u32 },
     #[error("next_step called again before the sampled token was reported with on_token")]
     TokenNotReported,
+    #[error("a budget sweep needs at least one budget")]
+    NoBudgets,
     #[error("record: {0}")]
     Record(String),
     #[error("answer {answer:?} is not one of the options {letters:?}")]

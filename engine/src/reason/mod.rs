@@ -12,12 +12,16 @@ mod error;
 mod events;
 mod extract;
 mod prompt;
+mod score;
+mod sweep;
 mod text;
 
 #[cfg(test)]
 mod controller_tests;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod sweep_tests;
 
 pub use codec::{CodecError, SpecialTokens, TextCodec};
 pub use controller::{
@@ -30,5 +34,9 @@ pub use extract::{extract, extract_choice, reduce_answer, ExtractRule, Extracted
 pub use prompt::{
     chat_prompt, m1_prompt, medqa_records, parse_medqa, LabeledQuestion, Question,
     BOXED_INSTRUCTION, OPTION_LETTERS, QWEN_SYSTEM_PROMPT, THINK_PREFIX,
+};
+pub use score::{pick_items, wilson, AccuracyRow, AccuracyTable, WILSON_Z};
+pub use sweep::{
+    BudgetResult, Sweep, SweepConfig, SweepEvent, SweepStep, SweepSummary, DEFAULT_SWEEP_BUDGETS,
 };
 pub use text::Utf8Stream;

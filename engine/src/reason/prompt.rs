@@ -82,6 +82,8 @@ pub fn chat_prompt(system: &str, user: &str) -> String {
 pub struct LabeledQuestion {
     pub question: Question,
     pub answer: Option<String>,
+    /// The record's `id` (a string, or a number written as one), if it has one.
+    pub id: Option<String>,
 }
 
 /// Parses one MedQA-style JSON record:
@@ -132,6 +134,11 @@ pub fn parse_medqa(json: &str) -> Result<LabeledQuestion, ReasonError> {
         (None, _) => None,
     };
 
+    let id = match raw.id {
+        Some(serde_json::Value::String(id)) => Some(id),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
     Ok(LabeledQuestion {
         question: Question {
             question: raw.question,
@@ -139,6 +146,7 @@ pub fn parse_medqa(json: &str) -> Result<LabeledQuestion, ReasonError> {
             options,
         },
         answer,
+        id,
     })
 }
 
@@ -156,6 +164,8 @@ pub fn medqa_records(
 
 #[derive(Deserialize)]
 struct RawRecord {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
     question: String,
     #[serde(default)]
     context: Option<String>,
@@ -325,6 +335,11 @@ mod tests {
     fn medqa_without_answer() {
         let parsed = parse_medqa(r#"{"question":"Q?","options":["x"]}"#).unwrap();
         assert_eq!(parsed.answer, None);
+        assert_eq!(parsed.id, None);
+        let parsed = parse_medqa(r#"{"id":"pubmedqa-1","question":"Q?","options":["x"]}"#);
+        assert_eq!(parsed.unwrap().id.as_deref(), Some("pubmedqa-1"));
+        let parsed = parse_medqa(r#"{"id":17,"question":"Q?","options":["x"]}"#);
+        assert_eq!(parsed.unwrap().id.as_deref(), Some("17"));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use m1_engine::backend::{Sampling, DEFAULT_SEED};
 use m1_engine::quantize::FileType;
-use m1_engine::reason::{ReasonConfig, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS};
+use m1_engine::reason::{
+    ReasonConfig, SweepConfig, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS, DEFAULT_SWEEP_BUDGETS,
+};
 
 use super::error::CliError;
 
@@ -33,6 +35,10 @@ Examples:
 
   # Score a MedQA JSONL file (one {question, options, answer_idx} record per line)
   m1 ask --model m1.gguf --questions medqa_test.jsonl --budget 2048 --limit 50
+
+  # Accuracy by thinking budget: one thinking trace per question, an answer per budget
+  m1 eval --model m1.gguf --questions pubmedqa-test.jsonl --budgets 128,512,2048 \\
+     --limit 50 --shuffle --seed 7
 
   # Plain generation with the model's chat template, or raw text completion
   m1 generate --model qwen2.5-0.5b-instruct.gguf --prompt 'What is the capital of France?'
@@ -75,6 +81,10 @@ pub enum Command {
     /// Answer a question with m1's budget-forced reasoning (or score a JSONL file of them)
     #[command(after_long_help = EXAMPLES)]
     Ask(AskArgs),
+    /// Score a JSONL file at several thinking budgets: one budget sweep per question
+    /// (thinking once to the largest budget), accuracy per budget with a 95% interval
+    #[command(after_long_help = EXAMPLES)]
+    Eval(EvalArgs),
     /// Generate a reply to a prompt (chat template unless --raw), without budget forcing
     Generate(GenerateArgs),
     /// Describe a GGUF file: architecture, sizes, tensor types, tokenizer, chat template
@@ -124,7 +134,8 @@ pub struct SamplingArgs {
     )]
     pub top_p: f32,
 
-    /// Seed for sampling (unused when greedy); a run is reproducible per seed
+    /// Seed for sampling (unused when greedy; with `eval --shuffle` also picks the items); a
+    /// run is reproducible per seed
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SEED)]
     pub seed: u64,
 }
@@ -185,13 +196,8 @@ pub struct AskArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BUDGET)]
     pub budget: usize,
 
-    /// How many times a natural end of thinking is replaced by "Wait" to think longer
-    #[arg(long = "wait", value_name = "N", default_value_t = 0)]
-    pub waits: usize,
-
-    /// Most answer tokens after thinking
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ANSWER_TOKENS)]
-    pub max_answer_tokens: usize,
+    #[command(flatten)]
+    pub forcing: ForcingArgs,
 
     #[command(flatten)]
     pub sampling: SamplingArgs,
@@ -203,12 +209,30 @@ pub struct AskArgs {
     pub json: bool,
 }
 
+/// What every budget's run shares: "Wait"s, minimum thinking and the answer cap.
+#[derive(Debug, Args)]
+pub struct ForcingArgs {
+    /// How many times a natural end of thinking is replaced by "Wait" to think longer
+    #[arg(long = "wait", value_name = "N", default_value_t = 0)]
+    pub waits: usize,
+
+    /// Keep thinking until N tokens: an earlier end of thinking is replaced by "Wait"
+    /// (s1's minimum thinking; these do not count against --wait)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_thinking: usize,
+
+    /// Most answer tokens after thinking
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ANSWER_TOKENS)]
+    pub max_answer_tokens: usize,
+}
+
 impl AskArgs {
     pub fn reason_config(&self) -> ReasonConfig {
         ReasonConfig {
             budget: self.budget,
-            waits: self.waits,
-            max_answer_tokens: self.max_answer_tokens,
+            waits: self.forcing.waits,
+            min_thinking: self.forcing.min_thinking,
+            max_answer_tokens: self.forcing.max_answer_tokens,
         }
     }
 
@@ -223,6 +247,68 @@ impl AskArgs {
             }
         }
         Ok(self.options.clone())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// A JSONL file of MedQA records ({"question", "options" as an object or a list,
+    /// "answer_idx", optional "context" and "id"})
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub questions: PathBuf,
+
+    /// Thinking budgets, comma-separated; each question thinks once, to the largest
+    #[arg(
+        long,
+        value_name = "B1,B2,...",
+        value_delimiter = ',',
+        num_args = 1..,
+        default_values_t = DEFAULT_SWEEP_BUDGETS
+    )]
+    pub budgets: Vec<usize>,
+
+    /// Only N records: the first N, or with --shuffle N picked at random
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Pick the --limit records at random, seeded by --seed (the page's "N at random"
+    /// picks the same ones for the same seed)
+    #[arg(long)]
+    pub shuffle: bool,
+
+    #[command(flatten)]
+    pub forcing: ForcingArgs,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+
+    /// Print one JSON object per line: per item and budget ("event": "item", with id,
+    /// budget, choice, gold, correct, answer, answer_tokens), per item ("sweep": its cost),
+    /// then "summary" with each budget's n, correct, accuracy and 95% interval (low, high)
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EvalArgs {
+    pub fn sweep_config(&self) -> Result<SweepConfig, CliError> {
+        if self.budgets.is_empty() {
+            return Err(CliError::Usage(
+                "--budgets needs at least one budget".into(),
+            ));
+        }
+        // Ascending and once each, as the sweep answers them: the table lists each once.
+        let mut budgets = self.budgets.clone();
+        budgets.sort_unstable();
+        budgets.dedup();
+        Ok(SweepConfig {
+            budgets,
+            waits: self.forcing.waits,
+            min_thinking: self.forcing.min_thinking,
+            max_answer_tokens: self.forcing.max_answer_tokens,
+        })
     }
 }
 

@@ -86,8 +86,11 @@ pub fn ask_one<B: Backend, C: TextCodec, W: Write>(
     Ok(summary)
 }
 
-/// Reads MedQA records, one JSON object per non-empty line.
-fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuestion>, CliError> {
+/// Reads MedQA records, one JSON object per non-empty line, each with its line number.
+pub fn read_questions(
+    path: &Path,
+    limit: Option<usize>,
+) -> Result<Vec<(LabeledQuestion, usize)>, CliError> {
     let text = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => return Err(CliError::file(path, FileProblem::Directory)),
         _ => {
@@ -98,7 +101,7 @@ fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuesti
     for (line, record) in medqa_records(&text).take(limit.unwrap_or(usize::MAX)) {
         let record =
             record.map_err(|source| CliError::file(path, FileProblem::Record { line, source }))?;
-        records.push(record);
+        records.push((record, line));
     }
     if records.is_empty() {
         return Err(CliError::file(path, FileProblem::NoRecords));
@@ -108,7 +111,7 @@ fn read_questions(path: &Path, limit: Option<usize>) -> Result<Vec<LabeledQuesti
 
 fn run_batch(
     loaded: &mut Loaded,
-    records: &[LabeledQuestion],
+    records: &[(LabeledQuestion, usize)],
     config: &ReasonConfig,
     sampling: &Sampling,
     json: bool,
@@ -117,7 +120,7 @@ fn run_batch(
     let total = records.len();
     let (mut correct, mut scored, mut unanswered) = (0usize, 0usize, 0usize);
     let write_err = |e: std::io::Error| CliError::Output(e);
-    for (i, record) in records.iter().enumerate() {
+    for (i, (record, _)) in records.iter().enumerate() {
         // Per-item events are not shown in a batch; a sink printer keeps the same loop.
         let mut sink = Printer::new(
             std::io::sink(),

@@ -10,6 +10,7 @@ mod args;
 mod ask;
 mod bench;
 mod error;
+mod eval;
 mod generate;
 mod info;
 mod load;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Ask(a) => ask::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
