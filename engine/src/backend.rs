@@ -141,15 +141,7 @@ where
     B: Backend,
     C: TextCodec,
 {
-    sampling.validate()?;
-    backend.reset();
-    let needed = controller.max_sequence_len();
-    if needed > backend.context_len() {
-        return Err(EngineError::ContextTooSmall {
-            needed,
-            context: backend.context_len(),
-        });
-    }
+    start(backend, sampling, controller.max_sequence_len())?;
     loop {
         if cancelled() {
             controller.cancel(now_ms());
@@ -166,6 +158,24 @@ where
             Step::Done(summary) => return Ok(summary),
         }
     }
+}
+
+/// What both driver loops do first: check the sampler, forget the last question, and refuse
+/// a context smaller than the longest sequence the run can reach.
+fn start<B: Backend>(
+    backend: &mut B,
+    sampling: &Sampling,
+    needed: usize,
+) -> Result<(), EngineError> {
+    sampling.validate()?;
+    backend.reset();
+    if needed > backend.context_len() {
+        return Err(EngineError::ContextTooSmall {
+            needed,
+            context: backend.context_len(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs one question's budget sweep ([`Sweep`]): one thinking trace to the largest budget,
@@ -186,15 +196,7 @@ where
     B: Backend,
     C: TextCodec,
 {
-    sampling.validate()?;
-    backend.reset();
-    let needed = sweep.max_sequence_len();
-    if needed > backend.context_len() {
-        return Err(EngineError::ContextTooSmall {
-            needed,
-            context: backend.context_len(),
-        });
-    }
+    start(backend, sampling, sweep.max_sequence_len())?;
     loop {
         if cancelled() {
             sweep.cancel(now_ms());

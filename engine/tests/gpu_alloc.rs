@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex};
 use futures::executor::block_on;
 use m1_engine::backend::{Backend, GpuBackend, Sampling};
 use m1_engine::gguf::{read_header, FileSource};
-use m1_engine::gpu::{Gpu, GpuModel, GpuModelOptions, GpuOptions, Step};
+use m1_engine::gpu::{GpuModel, GpuModelOptions, Step};
 
 mod common;
-use common::{test_model, SMOLLM};
+use common::{gpu_or_skip, test_model, SMOLLM};
 
 struct Counting;
 
@@ -56,16 +56,8 @@ fn a_decode_step_allocates_only_what_wgpu_does() {
     let Some(path) = test_model(SMOLLM) else {
         return;
     };
-    let gpu = match block_on(Gpu::new(GpuOptions::default())) {
-        Ok(gpu) => gpu,
-        Err(e) => {
-            assert!(
-                std::env::var("M1_REQUIRE_GPU").as_deref() != Ok("1"),
-                "M1_REQUIRE_GPU=1 but no GPU adapter: {e}"
-            );
-            println!("SKIP: no GPU adapter ({e})");
-            return;
-        }
+    let Some(gpu) = gpu_or_skip() else {
+        return;
     };
     let (device, queue) = (gpu.device.clone(), gpu.queue.clone());
     let mut src = FileSource::open(&path).expect("open");

@@ -11,12 +11,12 @@ use std::cell::Cell;
 use futures::executor::block_on;
 use m1_engine::backend::{run_controller, GpuBackend, Sampling};
 use m1_engine::gguf::{read_header, FileSource};
-use m1_engine::gpu::{Gpu, GpuModel, GpuModelOptions, GpuOptions};
+use m1_engine::gpu::{GpuModel, GpuModelOptions};
 use m1_engine::reason::{Controller, Event, Question, ReasonConfig};
 use m1_engine::tokenizer::Tokenizer;
 
 mod common;
-use common::{test_model, SMOLLM};
+use common::{gpu_or_skip, test_model, SMOLLM};
 
 /// One run: its settings and, optionally, a Stop after this many thinking tokens.
 struct Scenario {
@@ -106,16 +106,8 @@ fn pipelined_decoding_equals_step_by_step() {
     let Some(path) = test_model(name) else {
         return;
     };
-    let gpu = match block_on(Gpu::new(GpuOptions::default())) {
-        Ok(gpu) => gpu,
-        Err(e) => {
-            assert!(
-                std::env::var("M1_REQUIRE_GPU").as_deref() != Ok("1"),
-                "M1_REQUIRE_GPU=1 but no GPU adapter: {e}"
-            );
-            println!("SKIP: no GPU adapter ({e})");
-            return;
-        }
+    let Some(gpu) = gpu_or_skip() else {
+        return;
     };
     let mut src = FileSource::open(&path).expect("open");
     let header = block_on(read_header(&mut src)).expect("header");

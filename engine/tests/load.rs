@@ -8,10 +8,9 @@
 use futures::executor::block_on;
 use m1_engine::backend::{self, Backend, Device, LoadError, LoadErrorKind, LoadOptions, Loaded};
 use m1_engine::gguf::{read_header, ByteSource, FileSource, GgmlType, GgufError, SliceSource};
-use m1_engine::gpu::{Gpu, GpuOptions};
 
 mod common;
-use common::{retyped_smollm2, test_model, SMOLLM};
+use common::{gpu_or_skip, retyped_smollm2, test_model, SMOLLM};
 
 fn load(bytes: &[u8], device: Device, options: LoadOptions) -> Result<Loaded, LoadError> {
     let mut src = SliceSource::new(bytes);
@@ -125,16 +124,8 @@ fn a_type_without_a_gpu_kernel_is_unsupported_on_the_gpu_only() {
     let Some(bytes) = retyped_smollm2("blk.3.ffn_down.weight", GgmlType::Q2K) else {
         return;
     };
-    let gpu = match block_on(Gpu::new(GpuOptions::default())) {
-        Ok(gpu) => gpu,
-        Err(e) => {
-            assert!(
-                std::env::var("M1_REQUIRE_GPU").as_deref() != Ok("1"),
-                "M1_REQUIRE_GPU=1 but no GPU adapter: {e}"
-            );
-            println!("SKIP: no GPU adapter ({e})");
-            return;
-        }
+    let Some(gpu) = gpu_or_skip() else {
+        return;
     };
     let options = LoadOptions {
         context: Some(64),

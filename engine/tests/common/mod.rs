@@ -35,6 +35,24 @@ pub fn test_model(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// The default GPU adapter, or None with a printed SKIP where there is none; with
+/// `M1_REQUIRE_GPU=1` (as CI sets it) a missing adapter fails the test instead.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_or_skip() -> Option<m1_engine::gpu::Gpu> {
+    use m1_engine::gpu::{Gpu, GpuOptions};
+    match futures::executor::block_on(Gpu::new(GpuOptions::default())) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            assert!(
+                std::env::var("M1_REQUIRE_GPU").as_deref() != Ok("1"),
+                "M1_REQUIRE_GPU=1 but no GPU adapter: {e}"
+            );
+            println!("SKIP: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
 /// A fixture's JSON array of token ids.
 pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()

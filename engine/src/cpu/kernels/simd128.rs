@@ -207,8 +207,11 @@ macro_rules! k4 {
                         };
                         // Values 0..32 of the pair are the low nibbles, 32..64 the high.
                         let (mut l0, mut l1, mut h0, mut h1) = (a.0, b2.0, a.1, b2.1);
-                        // SAFETY: the block's fifth bits, if any.
-                        if let Some([hl0, hl1, hh0, hh1]) = unsafe { $high } {
+                        // SAFETY: the block's fifth bits, if any (Q4_K has none, and no
+                        // unsafe call: hence the allow).
+                        #[allow(unused_unsafe)]
+                        let high = unsafe { $high };
+                        if let Some([hl0, hl1, hh0, hh1]) = high {
                             l0 = v128_or(l0, hl0);
                             l1 = v128_or(l1, hl1);
                             h0 = v128_or(h0, hh0);

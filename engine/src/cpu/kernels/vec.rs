@@ -2,7 +2,9 @@
 //! weighted sums, llama.cpp's f16 rounding), with the same run-time choice of instruction
 //! set as the quantized kernels.
 
-use super::{Isa, IsaKind};
+use super::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::IsaKind;
 
 /// `sum(a[i] * b[i])`.
 #[inline]

@@ -27,7 +27,7 @@ fn field_word(pb: u32, at: u32, len: u32, g: u32) -> u32 {
 
 // A 2-byte field (f16 d) of block g: the half it is in its word.
 fn field_f16(pb: u32, at: u32, g: u32) -> f32 {
-    return w_f16((pb * at >> 2u) + (g >> 1u), g & 1u);
+    return w_f16(((pb * at) >> 2u) + (g >> 1u), g & 1u);
 }
 
 // Byte j (0..16) of a 16-byte line.
