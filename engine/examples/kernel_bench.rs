@@ -6,10 +6,18 @@
 //!
 //! What `m1 bench --kernels` prints; the browser twin is tests/gpu_browser_bench.rs.
 
+#[cfg(not(target_arch = "wasm32"))]
 use m1_engine::gguf::GgmlType;
+#[cfg(not(target_arch = "wasm32"))]
 use m1_engine::gpu::bench::{self, BenchOptions};
+#[cfg(not(target_arch = "wasm32"))]
 use m1_engine::gpu::{Gpu, GpuOptions, Tuning};
 
+// Native only (it blocks on the GPU with pollster); the browser twin is a wasm test.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| {
