@@ -1,7 +1,8 @@
-//! `cargo xtask serve` and `cargo xtask test`: the two commands of the README, and
-//! `cargo xtask fuzz` for fuzzing campaigns. Each installs what is missing (and only that),
-//! then does its job.
+//! `cargo xtask serve` and `cargo xtask test`: the two commands of the README,
+//! `cargo xtask dist` for a folder any static host can serve, and `cargo xtask fuzz` for
+//! fuzzing campaigns. Each installs what is missing (and only that), then does its job.
 
+mod dist;
 mod fuzz;
 mod models;
 mod serve;
@@ -20,6 +21,15 @@ commands:
                                   install what is missing, build the app with Trunk and
                                   serve it on http://127.0.0.1:8080 (default model included);
                                   --models offers the GGUF files of more folders too
+  serve --dir DIR [--port N]      serve a folder written by `dist` as it is (no build)
+  dist [--out DIR] [--model FILE.gguf]... [--no-build]
+                                  write the app as a folder any static server with HTTP
+                                  Range can serve (default target/m1-dist): the release
+                                  build, the models given (listed in models/index.json;
+                                  none: the page offers models.json's entries), header
+                                  rules for Netlify/Cloudflare Pages, nginx and Apache, and
+                                  HOSTING.md. DIR must be new, empty or an earlier dist
+                                  output (replaced); --no-build takes dist/ as it is
   test                            install what tests need, then fmt, clippy (native + wasm32),
                                   native tests (GPU tests on lavapipe), wasm build, browser tests
   fetch-models                    download and verify the test models into .cache/models
@@ -31,6 +41,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("fetch-models") => models::fetch_test_models().map(|_| ()),
         Some("fuzz") => fuzz::run_cli(&args[1..]),

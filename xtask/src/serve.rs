@@ -1,7 +1,8 @@
 //! Builds the app with Trunk and serves it. A small server of our own rather than
 //! `trunk serve`: multi-GB models are served straight from their folders (never copied
 //! into dist/), with HTTP Range so an interrupted download can resume, and with the same
-//! strict Content-Security-Policy the page declares.
+//! strict Content-Security-Policy the page declares. `--dir` serves a folder written by
+//! `cargo xtask dist` as it is, as any static host would.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,38 +14,72 @@ use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 use crate::sh;
 use crate::{models, root, step, tools};
 
+/// The page's Content-Security-Policy, the one source of it: this server sends it, and
+/// `cargo xtask dist` writes it into the header files of the static hosts (index.html's
+/// meta tag repeats it less `frame-ancestors`, which a meta tag cannot set).
 pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
 style-src 'self'; img-src 'self' data: blob:; connect-src 'self' https:; worker-src 'self'; \
 object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let mut port = 8080u16;
-    let mut build = true;
-    let mut extra_models = Vec::new();
+#[derive(Debug, PartialEq)]
+struct Options {
+    port: u16,
+    build: bool,
+    extra_models: Vec<PathBuf>,
+    /// A folder from `cargo xtask dist`, served as it is.
+    dir: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        port: 8080,
+        build: true,
+        extra_models: Vec::new(),
+        dir: None,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--port" => {
                 let v = it.next().ok_or("--port needs a number")?;
-                port = v
+                o.port = v
                     .parse()
                     .map_err(|_| format!("--port: not a port number: {v}"))?;
             }
-            "--no-build" => build = false,
-            "--models" => {
-                extra_models.push(PathBuf::from(it.next().ok_or("--models needs a folder")?))
-            }
+            "--no-build" => o.build = false,
+            "--models" => o
+                .extra_models
+                .push(PathBuf::from(it.next().ok_or("--models needs a folder")?)),
+            "--dir" => o.dir = Some(PathBuf::from(it.next().ok_or("--dir needs a folder")?)),
             other => return Err(format!("serve: unknown option `{other}`")),
         }
     }
-    if build {
-        tools::ensure_build_tools()?;
-        build_app()?;
+    if o.dir.is_some() && !o.extra_models.is_empty() {
+        return Err(
+            "serve: --dir serves its folder as it is, with the models in its \
+                    models/; add more with `cargo xtask dist --model FILE`, not --models"
+                .into(),
+        );
     }
-    models::ensure_default_model()?;
-    let mut dirs = vec![root().join("www/models")];
-    dirs.extend(extra_models);
-    let site = Site::new(dirs);
+    Ok(o)
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    let site = match o.dir {
+        Some(dir) => Site::folder(dir),
+        None => {
+            if o.build {
+                tools::ensure_build_tools()?;
+                build_app()?;
+            }
+            models::ensure_default_model()?;
+            let mut dirs = vec![root().join("www/models")];
+            dirs.extend(o.extra_models);
+            Site::new(dirs)
+        }
+    };
+    let port = o.port;
     let server = start(&site, port)?;
     println!("\nm1 is served at http://127.0.0.1:{port}/  (Ctrl-C to stop)");
     server
@@ -59,7 +94,8 @@ pub fn build_app() -> Result<(), String> {
 }
 
 /// What is served: dist/ at `/`, and `/models/` from one or more folders (the app's own
-/// www/models first; tests add their model cache).
+/// www/models first; tests add their model cache). With no model folders, `/models/` is
+/// dist's own, index.json included, as a static host serves it.
 #[derive(Clone)]
 pub struct Site {
     pub dist: PathBuf,
@@ -73,13 +109,22 @@ impl Site {
             model_dirs,
         }
     }
+
+    /// A folder written by `cargo xtask dist`: every file, models and their list, from it.
+    pub fn folder(dir: PathBuf) -> Self {
+        Self {
+            dist: dir,
+            model_dirs: Vec::new(),
+        }
+    }
 }
 
 /// Starts the server on 127.0.0.1:port in a background thread.
 pub fn start(site: &Site, port: u16) -> Result<std::thread::JoinHandle<()>, String> {
     if !site.dist.join("index.html").exists() {
         return Err(format!(
-            "{} has no index.html: build the app first",
+            "{} has no index.html: not a built app (build it with `cargo xtask serve` or \
+             write a site with `cargo xtask dist`)",
             site.dist.display()
         ));
     }
@@ -108,18 +153,18 @@ fn handle(site: &Site, req: Request) {
         let _ = req.respond(Response::empty(405));
         return;
     }
-    if path == "/models/index.json" {
+    if path == "/models/index.json" && !site.model_dirs.is_empty() {
         let body = model_index(site);
         let _ = req.respond(with_common(Response::from_string(body), "application/json"));
         return;
     }
     let file = match path.strip_prefix("/models/") {
-        Some(rest) => site
+        Some(rest) if !site.model_dirs.is_empty() => site
             .model_dirs
             .iter()
             .filter_map(|d| safe_join(d, rest))
             .find(|p| p.is_file()),
-        None => {
+        _ => {
             let rel = path.trim_start_matches('/');
             let rel = if rel.is_empty() { "index.html" } else { rel };
             safe_join(&site.dist, rel).filter(|p| p.is_file())
@@ -149,8 +194,13 @@ fn model_index(site: &Site) -> String {
             }
         }
     }
-    let items: Vec<String> = seen
-        .iter()
+    index_json(seen.iter().map(|(n, s)| (n.as_str(), *s)))
+}
+
+/// `/models/index.json`, the folder listing the page reads: `[{"file": NAME, "size": BYTES}]`.
+pub fn index_json<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    let items: Vec<String> = files
+        .into_iter()
         .map(|(n, s)| format!("{{\"file\":{},\"size\":{s}}}", json_str(n)))
         .collect();
     format!("[{}]", items.join(","))
@@ -238,18 +288,26 @@ fn header(k: &str, v: &str) -> Header {
         .expect("static header names and ASCII values are valid")
 }
 
+/// The media type of each file extension the site holds (anything else, `*.gguf` included,
+/// is `application/octet-stream`); `cargo xtask dist` writes the same table for nginx.
+pub const MIME_TYPES: &[(&str, &str)] = &[
+    ("html", "text/html; charset=utf-8"),
+    ("js", "text/javascript"),
+    ("mjs", "text/javascript"),
+    ("wasm", "application/wasm"),
+    ("css", "text/css"),
+    ("json", "application/json"),
+    ("svg", "image/svg+xml"),
+    ("png", "image/png"),
+    ("webmanifest", "application/manifest+json"),
+];
+
 fn content_type(p: &Path) -> &'static str {
-    match p.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript",
-        "wasm" => "application/wasm",
-        "css" => "text/css",
-        "json" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "webmanifest" => "application/manifest+json",
-        _ => "application/octet-stream",
-    }
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+    MIME_TYPES
+        .iter()
+        .find(|(e, _)| *e == ext)
+        .map_or("application/octet-stream", |(_, t)| t)
 }
 
 /// Joins a URL path under a folder, refusing `..` and absolute components.
@@ -313,6 +371,52 @@ mod tests {
         assert!(safe_join(Path::new("/srv"), "../etc/passwd").is_none());
         assert!(safe_join(Path::new("/srv"), "/etc/passwd").is_none());
         assert!(safe_join(Path::new("/srv"), "a/b.js").is_some());
+    }
+
+    #[test]
+    fn options() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse(&args(&["--dir", "site", "--port", "9000"])).unwrap();
+        assert_eq!(o.dir, Some(PathBuf::from("site")));
+        assert_eq!(o.port, 9000);
+        assert!(parse(&args(&["--dir"]))
+            .unwrap_err()
+            .contains("--dir needs a folder"));
+        let e = parse(&args(&["--dir", "site", "--models", "m"])).unwrap_err();
+        assert!(e.contains("--dir serves its folder as it is"), "{e}");
+        assert!(parse(&args(&["--port", "x"])).is_err());
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(
+            content_type(Path::new("a/worker_bg.wasm")),
+            "application/wasm"
+        );
+        assert_eq!(
+            content_type(Path::new("m.gguf")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            index_json([("a \"b\".gguf", 3)]),
+            r#"[{"file":"a \"b\".gguf","size":3}]"#
+        );
+        assert_eq!(index_json([]), "[]");
+    }
+
+    #[test]
+    fn page_meta_csp_is_this_one_less_frame_ancestors() {
+        let html = fs::read_to_string(root().join("index.html")).unwrap();
+        let meta = html
+            .split("http-equiv=\"Content-Security-Policy\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("index.html has a CSP meta tag");
+        assert_eq!(
+            CSP.strip_suffix("; frame-ancestors 'none'"),
+            Some(meta),
+            "index.html's CSP meta tag and serve::CSP differ"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::serve::{self, Site};
 use crate::sh::{self, cmd};
-use crate::{models, root, step, tools};
+use crate::{dist, models, root, step, tools};
 
 pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(a) = args.first() {
@@ -111,6 +111,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "browser tests (Playwright in headless Chromium with WebGPU)",
         &|| browser_tests(&model_dir),
     );
+    // The wasm build's output again, as `cargo xtask dist --no-build` writes it: no second build.
+    stage(
+        "dist folder on a plain static server (http-server)",
+        &|| dist_test(&model_dir),
+    );
 
     println!("\n==> summary");
     let mut failed = 0;
@@ -149,6 +154,21 @@ fn browser_tests(model_dir: &std::path::Path) -> Result<(), String> {
         .env("M1_BASE_URL", format!("http://127.0.0.1:{port}"))
         .env("M1_ARTIFACTS", root().join("tests/artifacts"));
     status(c, "node --test e2e/")
+}
+
+fn dist_test(model_dir: &std::path::Path) -> Result<(), String> {
+    let out = root().join("target/e2e-dist");
+    let model = model_dir.join(models::SMOLLM2_135M.file);
+    dist::assemble(&root().join("dist"), &out, &[model])?;
+    let mut c = cmd(
+        "node",
+        &["--test", "--test-reporter=spec", "e2e/dist.test.mjs"],
+    );
+    c.current_dir(root().join("tests"))
+        .env("M1_DIST_DIR", &out)
+        .env("M1_DIST_MODEL", models::SMOLLM2_135M.file)
+        .env("M1_ARTIFACTS", root().join("tests/artifacts"));
+    status(c, "node --test e2e/dist.test.mjs")
 }
 
 /// One engine test file built for wasm32 and run by wasm-bindgen-test-runner (in Chromium

@@ -92,13 +92,14 @@ pub fn ensure_test_system_packages() -> Result<(), String> {
     run(prog, &pre)
 }
 
-/// The npm packages of the browser tests (playwright-core; never its browser downloads).
+/// The npm packages of the browser tests (playwright-core, never its browser downloads;
+/// http-server, the plain static server a dist folder is tested on).
 pub fn ensure_test_npm() -> Result<(), String> {
     step("checking npm packages of tests/");
     let dir = root().join("tests");
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
+    if ["playwright-core", "http-server"]
+        .iter()
+        .all(|p| dir.join(format!("node_modules/{p}/package.json")).exists())
     {
         println!("present");
         return Ok(());
