@@ -12,7 +12,10 @@ const showBootError = (message) => {
 if (typeof WebAssembly !== 'object') {
   showBootError('This browser cannot run WebAssembly, which m1 needs.');
 } else {
-  init({ module_or_path: './m1-app_bg.wasm' }).catch((e) => {
+  init({ module_or_path: './m1-app_bg.wasm' }).then((wasm) => {
+    // The UI's own WebAssembly memory in bytes, for diagnostics (the kiosk soak test).
+    globalThis.m1UiMemoryBytes = () => wasm.memory.buffer.byteLength;
+  }).catch((e) => {
     showBootError(`m1 could not start: ${e && e.message ? e.message : e}`);
   });
 }

@@ -15,6 +15,16 @@ pub struct Index {
     pub partials: Vec<PartialRecord>,
 }
 
+/// What reading the stored index put right.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Repairs {
+    /// The text was no index: it reads as an empty one.
+    pub reset: bool,
+    /// Records were corrected: the index must be written back.
+    pub changed: bool,
+    pub notes: Vec<String>,
+}
+
 /// A download that has not completed: where it comes from and which bytes the copy holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartialRecord {
@@ -32,13 +42,80 @@ impl Index {
     /// inside the file) holds nothing the loader can trust: it is kept, listed, with no
     /// ranges, so a resume fetches it all again.
     pub fn parse(text: &str) -> Index {
-        let mut index: Index = serde_json::from_str(text).unwrap_or_default();
+        Self::parse_repaired(text).0
+    }
+
+    /// As [`Index::parse`], with what was put right, in words for the page: a damaged
+    /// index is reported (the caller resets it and clears the files it no longer
+    /// describes), never passed over in silence.
+    pub fn parse_repaired(text: &str) -> (Index, Repairs) {
+        let mut repairs = Repairs::default();
+        let mut index: Index = match serde_json::from_str(text) {
+            Ok(i) => i,
+            Err(e) => {
+                repairs.reset = true;
+                repairs.notes.push(format!(
+                    "The model cache's list was damaged ({e}) and has been reset: models cached \
+                     before it must be downloaded again."
+                ));
+                Index::default()
+            }
+        };
         for p in &mut index.partials {
             if !p.ranges_are_sound() {
                 p.covered.clear();
+                repairs.changed = true;
+                repairs.notes.push(format!(
+                    "The unfinished download of {} recorded byte ranges its file cannot hold; \
+                     it will start again from the beginning.",
+                    p.file
+                ));
             }
         }
-        index
+        (index, repairs)
+    }
+
+    /// Drops the records whose file is gone or has another size than recorded (`len` says
+    /// what the cache holds: `None` for no file); returns what was dropped, in words.
+    pub fn drop_missing(&mut self, len: impl Fn(&str) -> Option<u64>) -> Vec<String> {
+        let mut notes = Vec::new();
+        self.entries.retain(|e| match len(&e.file) {
+            Some(n) if n == e.size => true,
+            found => {
+                notes.push(match found {
+                    None => format!(
+                        "{} was listed in the model cache but its file is missing; it was removed \
+                         from the list.",
+                        e.file
+                    ),
+                    Some(n) => format!(
+                        "{} in the model cache holds {n} bytes where {} were recorded; it was \
+                         removed from the list.",
+                        e.file, e.size
+                    ),
+                });
+                false
+            }
+        });
+        self.partials.retain(|p| {
+            let there = len(&p.file).is_some();
+            if !there {
+                notes.push(format!(
+                    "The unfinished download of {} lost its file; it was removed from the list.",
+                    p.file
+                ));
+            }
+            there
+        });
+        notes
+    }
+
+    /// The files the index names.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .map(|e| e.file.as_str())
+            .chain(self.partials.iter().map(|p| p.file.as_str()))
     }
 
     pub fn to_json(&self) -> Result<String, String> {
@@ -184,5 +261,37 @@ mod tests {
         let back = Index::parse(&index.to_json().unwrap());
         assert_eq!(back, index);
         assert_eq!(back.partials[0].to_entry().incomplete, Some(40));
+    }
+
+    #[test]
+    fn damage_is_reported_and_repaired() {
+        let (index, r) = Index::parse_repaired("{\"entries\": [{\"file\": \"a.gguf\"");
+        assert_eq!(index, Index::default());
+        assert!(r.reset && r.notes[0].contains("damaged"), "{r:?}");
+        let text = r#"{"entries":[],"partials":[{"file":"p.gguf","url":"u","size":10,"covered":[[0,20]]}]}"#;
+        let (index, r) = Index::parse_repaired(text);
+        assert!(
+            !r.reset && r.changed && r.notes[0].contains("p.gguf"),
+            "{r:?}"
+        );
+        assert!(index.partials[0].covered.is_empty());
+        let sound = r#"{"entries":[{"file":"a.gguf","size":5,"sha256":null}],"partials":[]}"#;
+        assert_eq!(Index::parse_repaired(sound).1, Repairs::default());
+    }
+
+    #[test]
+    fn records_without_their_file_are_dropped_with_a_note() {
+        let text = r#"{"entries":[{"file":"a.gguf","size":5,"sha256":null},{"file":"b.gguf","size":7,"sha256":null},{"file":"c.gguf","size":9,"sha256":null}],"partials":[{"file":"p.gguf","url":"u","size":10,"covered":[]}]}"#;
+        let mut index = Index::parse(text);
+        let notes = index.drop_missing(|f| match f {
+            "a.gguf" => Some(5),
+            "b.gguf" => Some(3),
+            _ => None,
+        });
+        assert_eq!(index.files().collect::<Vec<_>>(), ["a.gguf"]);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].contains("b.gguf") && notes[0].contains("3 bytes"));
+        assert!(notes[1].contains("c.gguf") && notes[1].contains("missing"));
+        assert!(notes[2].contains("p.gguf"));
     }
 }

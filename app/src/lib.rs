@@ -2,11 +2,14 @@
 //! Worker, talking through [`protocol`].
 
 pub mod cache_index;
+pub mod evaluation;
 pub mod options;
 pub mod protocol;
 pub mod remedy;
 pub mod samples;
 
+#[cfg(target_arch = "wasm32")]
+pub mod browser;
 #[cfg(target_arch = "wasm32")]
 pub mod ui;
 #[cfg(target_arch = "wasm32")]

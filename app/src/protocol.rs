@@ -5,7 +5,7 @@
 
 use m1_engine::backend::Sampling;
 use m1_engine::gpu::AdapterReport;
-use m1_engine::reason::{Event as ReasonEvent, Question};
+use m1_engine::reason::{Event as ReasonEvent, Question, SweepEvent};
 use serde::{Deserialize, Serialize};
 
 /// UI -> worker.
@@ -33,7 +33,14 @@ pub enum Request {
         question: Question,
         settings: AskSettings,
     },
-    /// Stop the current answer; the worker finishes the token in flight and reports `done`.
+    /// Answer a question at several thinking budgets from one thinking trace (the budget
+    /// sweep): the events of `reason::Sweep`, `done` last.
+    Sweep {
+        question: Question,
+        settings: SweepSettings,
+    },
+    /// Stop the current answer or sweep; the worker finishes the token in flight and
+    /// reports `done` (a sweep's keeps the budgets answered so far).
     Stop {},
     /// List the models cached in OPFS and the storage quota.
     ListCache {},
@@ -70,6 +77,28 @@ pub struct AskSettings {
     pub sampling: Sampling,
 }
 
+/// A sweep's settings: the budgets, and what each budget's run shares (as [`AskSettings`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSettings {
+    pub budgets: Vec<u32>,
+    pub waits: u32,
+    #[serde(default)]
+    pub min_thinking: u32,
+    pub max_answer_tokens: u32,
+    pub sampling: Sampling,
+}
+
+impl SweepSettings {
+    pub fn config(&self) -> m1_engine::reason::SweepConfig {
+        m1_engine::reason::SweepConfig {
+            budgets: self.budgets.iter().map(|&b| b as usize).collect(),
+            waits: self.waits as usize,
+            min_thinking: self.min_thinking as usize,
+            max_answer_tokens: self.max_answer_tokens as usize,
+        }
+    }
+}
+
 /// Figures of the last answer: decode speed and, on the GPU, the host's share of each
 /// decoded token (encoding and submitting its one prepared pass).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +110,10 @@ pub struct RunStats {
     pub dispatches_per_token: Option<f64>,
     /// GPU milliseconds per step, where the browser offers timestamp queries.
     pub gpu_ms_per_token: Option<f64>,
+    /// The engine worker's WebAssembly memory after the run (it only grows: a run that
+    /// leaks shows here).
+    #[serde(default)]
+    pub worker_memory: Option<u64>,
 }
 
 /// Worker -> UI.
@@ -99,6 +132,8 @@ pub enum Event {
     Loaded { model: ModelInfo },
     /// One event of the answer stream (prompt, think, wait, answer_prefix, answer, done).
     Reason { event: ReasonEvent },
+    /// One event of a budget sweep (prompt, think, wait, cut, answer, budget, done).
+    Sweep { event: SweepEvent },
     /// What the answer just finished cost, after its `done` ("About this device").
     RunStats { stats: RunStats },
     /// The models in the OPFS cache, and the origin's storage use.
@@ -106,6 +141,9 @@ pub enum Event {
         entries: Vec<CacheEntry>,
         usage: Option<u64>,
         quota: Option<u64>,
+        /// What the first listing of a page found damaged in the cache and put right.
+        #[serde(default)]
+        notes: Vec<String>,
     },
     /// Something failed; `kind` lets the UI offer the right remedy.
     Error { kind: ErrorKind, message: String },
@@ -287,5 +325,47 @@ mod tests {
             r#"{"type":"reason","event":{"event":"think","id":5,"text":"é"}}"#
         );
         assert_eq!(serde_json::from_str::<Event>(&j).ok(), Some(r));
+    }
+
+    #[test]
+    fn sweeps_round_trip_and_carry_the_engine_config() {
+        let r = Request::Sweep {
+            question: Question {
+                question: "Is it?".into(),
+                context: Some("An abstract.".into()),
+                options: vec![("A".into(), "yes".into()), ("B".into(), "no".into())],
+            },
+            settings: SweepSettings {
+                budgets: vec![512, 128],
+                waits: 1,
+                min_thinking: 64,
+                max_answer_tokens: 32,
+                sampling: Sampling::default(),
+            },
+        };
+        let j = r.to_json();
+        assert!(j.starts_with(r#"{"type":"sweep""#), "{j}");
+        assert_eq!(serde_json::from_str::<Request>(&j).ok(), Some(r.clone()));
+        let Request::Sweep { settings, .. } = r else {
+            unreachable!()
+        };
+        let c = settings.config();
+        assert_eq!(
+            (c.budgets, c.waits, c.min_thinking, c.max_answer_tokens),
+            (vec![512, 128], 1, 64, 32)
+        );
+        let e = Event::Sweep {
+            event: SweepEvent::Answer {
+                budget: 128,
+                id: 9,
+                text: " C".into(),
+            },
+        };
+        let j = e.to_json();
+        assert_eq!(
+            j,
+            r#"{"type":"sweep","event":{"event":"answer","budget":128,"id":9,"text":" C"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&j).ok(), Some(e));
     }
 }

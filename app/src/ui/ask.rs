@@ -3,25 +3,23 @@
 
 use leptos::prelude::*;
 use m1_engine::backend::Sampling;
-use m1_engine::reason::{Question, DEFAULT_BUDGET};
+use m1_engine::reason::DEFAULT_BUDGET;
 
 use super::engine::EngineHandle;
-use super::state::AppState;
-use crate::options::{compact, lettered, letters, marks, RowMark};
+use super::state::{AppState, QuestionDraft};
+use crate::options::{letters, marks, RowMark};
 use crate::protocol::{AskSettings, Request};
 use crate::samples::SAMPLES;
 const PRESETS: [u32; 5] = [128, 512, 1024, 4096, 8192];
 
 #[component]
-pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
-    let question = RwSignal::new(String::new());
-    let context = RwSignal::new(String::new());
-    let options = RwSignal::new(vec![
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    ]);
+pub fn AskForm(engine: EngineHandle, state: AppState, draft: QuestionDraft) -> impl IntoView {
+    let QuestionDraft {
+        question,
+        context,
+        options,
+        expected,
+    } = draft;
     let waits = RwSignal::new(0u32);
     let min_thinking = RwSignal::new(0u32);
     // The engine's defaults: greedy, as in the m1 paper.
@@ -29,37 +27,20 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
     let temperature = RwSignal::new(defaults.temperature);
     let top_p = RwSignal::new(defaults.top_p);
     let seed = RwSignal::new(defaults.seed);
-    let expected = RwSignal::new(None::<String>);
     let budget = state.budget;
     let e_stop = engine.clone();
 
-    let load_sample = move |i: usize| {
-        if let Some(s) = SAMPLES.get(i) {
-            question.set(s.question.to_string());
-            context.set(s.context.unwrap_or("").to_string());
-            options.set(s.options.iter().map(|(_, t)| t.to_string()).collect());
-            expected.set(Some(s.answer.to_string()));
-        }
-    };
+    let load_sample = move |i: usize| draft.load_sample(i);
     let submit = move |ev: web_sys::SubmitEvent| {
         ev.prevent_default();
-        let q = question.get_untracked();
-        if q.trim().is_empty() {
-            state.error.set(Some((
-                crate::protocol::ErrorKind::BadRequest,
-                "Type a question first.".into(),
-            )));
-            return;
-        }
-        // Empty rows go last, so each row keeps the letter it is asked under.
-        let rows = compact(&options.get_untracked());
-        let opts = lettered(&rows);
-        options.set(rows);
-        let ctx = context.get_untracked();
-        let question = Question {
-            question: q.trim().to_string(),
-            context: (!ctx.trim().is_empty()).then(|| ctx.trim().to_string()),
-            options: opts,
+        let question = match draft.take_question() {
+            Ok(q) => q,
+            Err(message) => {
+                state
+                    .error
+                    .set(Some((crate::protocol::ErrorKind::BadRequest, message)));
+                return;
+            }
         };
         let sampling = Sampling {
             temperature: temperature.get_untracked(),
@@ -84,7 +65,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
         <form class="panel ask" on:submit=submit aria-labelledby="ask-h">
             <h2 id="ask-h">"Question"</h2>
             <label class="field">"Try a sample: "
-                <select on:change=move |ev| {
+                <select data-testid="sample-select" on:change=move |ev| {
                     if let Ok(i) = event_target_value(&ev).parse::<usize>() { load_sample(i) }
                 }>
                     <option value="">"Choose…"</option>
@@ -131,6 +112,11 @@ pub fn AskForm(engine: EngineHandle, state: AppState) -> impl IntoView {
                     prop:value=move || budget.get().to_string()
                     on:input=move |ev| budget.set(event_target_value(&ev).parse().unwrap_or(DEFAULT_BUDGET as u32)) />
                 <output for="budget" data-testid="budget-value">{move || format!("{} tokens", budget.get())}</output>
+                <label class="field inline">"Exact: "
+                    <input type="number" min="0" max="32768" aria-label="Exact thinking budget"
+                        prop:value=move || budget.get().to_string()
+                        on:change=move |ev| { if let Ok(b) = event_target_value(&ev).parse::<u32>() { budget.set(b.min(32768)) } } />
+                </label>
                 <div class="presets" role="group" aria-label="Budget presets">
                     {PRESETS.iter().map(|&p| view! {
                         <button type="button" class="chip" class:active=move || budget.get() == p on:click=move |_| budget.set(p)>{p.to_string()}</button>

@@ -21,6 +21,9 @@ fn run_line(s: &RunStats) -> String {
     if let Some(gpu) = s.gpu_ms_per_token {
         parts.push(format!("GPU {gpu:.2} ms per token"));
     }
+    if let Some(m) = s.worker_memory {
+        parts.push(format!("engine memory {}", fmt_bytes(m)));
+    }
     parts.join(" · ")
 }
 
@@ -33,7 +36,9 @@ pub fn DevicePanel(
         <details class="panel device" data-testid="device-panel">
             <summary>"About this device"</summary>
             {move || last_run.get().map(|s| view! {
-                <p data-testid="run-stats">"Last answer: " {run_line(&s)}</p>
+                <p data-testid="run-stats" data-worker-memory=s.worker_memory.map(|m| m.to_string())>
+                    "Last answer: " {run_line(&s)}
+                </p>
             })}
             {move || match device.get() {
                 None => view! { <p>"Looking for a GPU…"</p> }.into_any(),

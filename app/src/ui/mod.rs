@@ -2,10 +2,15 @@
 
 mod answer;
 mod ask;
+mod chart;
+mod compare;
 mod device;
 mod engine;
+mod evaluate;
 mod models;
 mod state;
+mod store;
+mod sweep;
 
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
@@ -14,10 +19,42 @@ use crate::protocol::{ErrorKind, Event, Request};
 use crate::remedy::{remedy, Remedy};
 use answer::{AnswerPanel, ReasoningPanel};
 use ask::AskForm;
+use compare::CompareView;
 use device::DevicePanel;
 use engine::EngineHandle;
+use evaluate::EvaluateView;
 use models::{load, load_listed, load_model_list, ModelPanel};
-use state::AppState;
+use state::{AppState, QuestionDraft};
+use sweep::SweepState;
+
+/// The page's three views; the model panel and "About this device" are shared.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum View {
+    Ask,
+    Compare,
+    Evaluate,
+}
+
+impl View {
+    const ALL: [View; 3] = [View::Ask, View::Compare, View::Evaluate];
+
+    fn name(self) -> &'static str {
+        match self {
+            View::Ask => "Ask",
+            View::Compare => "Compare budgets",
+            View::Evaluate => "Evaluate",
+        }
+    }
+
+    /// `?view=compare|evaluate`: a class can link straight to a view.
+    fn from_param(v: &str) -> View {
+        match v {
+            "compare" => View::Compare,
+            "evaluate" => View::Evaluate,
+            _ => View::Ask,
+        }
+    }
+}
 
 /// `?kiosk=1[&model=ID][&budget=N][&idle=SECONDS]`: a full-screen, large-type page with no
 /// model management that returns to the start after the idle time.
@@ -68,6 +105,9 @@ pub fn App() -> impl IntoView {
     let force_cpu = param(&q, "cpu").is_some_and(|v| v != "0");
     let force_gpu = param(&q, "gpu").is_some_and(|v| v != "0");
     let state = AppState::new();
+    let sweep = SweepState::new();
+    let draft = QuestionDraft::new();
+    let view_now = RwSignal::new(param(&q, "view").map_or(View::Ask, |v| View::from_param(&v)));
     // `budget` and `max_answer` also serve classes (and tests) outside kiosk mode.
     if let Some(b) = kiosk.budget {
         state.budget.set(b.clamp(0, 32768));
@@ -104,6 +144,8 @@ pub fn App() -> impl IntoView {
                     });
                 }
             }
+            Event::Sweep { event } => sweep.apply(event.clone()),
+            Event::Error { message, .. } => sweep.fail(message),
             _ => {}
         }
         state.apply(ev);
@@ -127,7 +169,18 @@ pub fn App() -> impl IntoView {
         {
             let _ = body.class_list().add_1("kiosk");
         }
-        install_idle_reset(kiosk.idle_s);
+        let start_budget = state.budget.get_untracked();
+        install_idle_reset(
+            kiosk.idle_s,
+            move || state.running.get_untracked() || state.loading.get_untracked(),
+            move || {
+                draft.clear();
+                state.clear_run(start_budget);
+                if let Some(w) = web_sys::window() {
+                    w.scroll_to_with_x_and_y(0.0, 0.0);
+                }
+            },
+        );
     }
     let offline_note = move || {
         web_sys::window().map(|w| !w.navigator().on_line()).unwrap_or(false).then(|| {
@@ -179,6 +232,14 @@ pub fn App() -> impl IntoView {
         <main>
             <p role="status" aria-live="polite" data-testid="engine-status">{move || state.status.get()}</p>
             {offline_note}
+            {move || {
+                let notes = state.cache_notes.get();
+                (!notes.is_empty()).then(|| view! {
+                    <div class="cache-notes" role="status" data-testid="cache-notes">
+                        {notes.into_iter().map(|n| view! { <p class="muted">{n}</p> }).collect_view()}
+                    </div>
+                })
+            }}
             {move || state.error.get().map(|(_, e)| view! { <p class="error" role="alert" data-testid="error">{e}</p> })}
             {remedy_view}
             {engine.map(|engine| view! {
@@ -186,37 +247,63 @@ pub fn App() -> impl IntoView {
                 {kiosk_on.then_some(move || state.model.get().map(|m| view! {
                     <p class="loaded">{m.name.clone()}{if m.is_m1 { " · m1" } else { " · not m1 (demo model)" }}</p>
                 }))}
-                <div class="columns">
-                    <AskForm engine=engine state=state />
+                {(!kiosk_on).then(|| view! {
+                    <nav class="views" role="tablist" aria-label="Views">
+                        {View::ALL.into_iter().map(|v| view! {
+                            <button type="button" role="tab" class="tab" aria-selected=move || (view_now.get() == v).to_string()
+                                on:click=move |_| view_now.set(v)>{v.name()}</button>
+                        }).collect_view()}
+                    </nav>
+                })}
+                <div class="columns" role="tabpanel" aria-label="Ask" hidden=move || view_now.get() != View::Ask>
+                    <AskForm engine=engine.clone() state=state draft=draft />
                     <div class="streams">
                         <ReasoningPanel state=state />
                         <AnswerPanel state=state />
                     </div>
                 </div>
+                {(!kiosk_on).then(|| view! {
+                    <div role="tabpanel" aria-label="Compare budgets" hidden=move || view_now.get() != View::Compare>
+                        <CompareView engine=engine.clone() state=state draft=draft sweep=sweep />
+                    </div>
+                    <div role="tabpanel" aria-label="Evaluate" hidden=move || view_now.get() != View::Evaluate>
+                        <EvaluateView engine=engine.clone() state=state sweep=sweep />
+                    </div>
+                })}
             })}
             {(!kiosk_on).then(|| view! { <DevicePanel device=state.device.read_only() last_run=state.last_run.read_only() /> })}
         </main>
     }
 }
 
-/// Kiosk: after `idle_s` seconds without input, go back to the start screen (a reload
-/// clears the question and answer; the model reloads from the OPFS cache).
-fn install_idle_reset(idle_s: u32) {
+/// Kiosk: after `idle_s` seconds without input, back to the start screen: the question,
+/// the answer and the budget as the kiosk began, the model still loaded (a reload would
+/// read a multi-GB model again for every visitor). An answer still streaming is not idle.
+/// The listeners and the one interval are installed once, so a day of cycles adds nothing.
+fn install_idle_reset(idle_s: u32, busy: impl Fn() -> bool + 'static, reset: impl Fn() + 'static) {
     let Some(window) = web_sys::window() else {
         return;
     };
     let last = std::rc::Rc::new(std::cell::Cell::new(js_sys::Date::now()));
-    let l2 = last.clone();
-    let touch = Closure::<dyn FnMut()>::new(move || l2.set(js_sys::Date::now()));
+    // Whether anything happened since the last reset (a fresh start screen is left alone).
+    let dirty = std::rc::Rc::new(std::cell::Cell::new(false));
+    let (l2, d2) = (last.clone(), dirty.clone());
+    let touch = Closure::<dyn FnMut()>::new(move || {
+        l2.set(js_sys::Date::now());
+        d2.set(true);
+    });
     for ev in ["pointerdown", "keydown", "input", "wheel"] {
         let _ = window.add_event_listener_with_callback(ev, touch.as_ref().unchecked_ref());
     }
     touch.forget();
     let check = Closure::<dyn FnMut()>::new(move || {
-        if js_sys::Date::now() - last.get() > f64::from(idle_s) * 1000.0 {
-            if let Some(w) = web_sys::window() {
-                let _ = w.location().reload();
-            }
+        let now = js_sys::Date::now();
+        if busy() {
+            last.set(now);
+            dirty.set(true);
+        } else if dirty.get() && now - last.get() > f64::from(idle_s) * 1000.0 {
+            dirty.set(false);
+            reset();
         }
     });
     let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(

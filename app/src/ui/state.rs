@@ -2,9 +2,10 @@
 
 use leptos::prelude::*;
 use m1_engine::reason::{
-    Event as ReasonEvent, StopReason, Summary, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS,
+    Event as ReasonEvent, Question, StopReason, Summary, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS,
 };
 
+use crate::options::{compact, lettered};
 use crate::protocol::{
     CacheEntry, DeviceInfo, ErrorKind, Event, LoadSource, ModelInfo, Phase, RunStats,
 };
@@ -31,6 +32,64 @@ pub struct Progress {
     pub now_ms: f64,
 }
 
+/// The question being written, shared by the Ask form and the Compare view.
+#[derive(Clone, Copy)]
+pub struct QuestionDraft {
+    pub question: RwSignal<String>,
+    pub context: RwSignal<String>,
+    /// Option texts; their letters follow from the order.
+    pub options: RwSignal<Vec<String>>,
+    /// The correct letter of a sample (cleared when the question is edited).
+    pub expected: RwSignal<Option<String>>,
+}
+
+impl QuestionDraft {
+    pub fn new() -> Self {
+        Self {
+            question: RwSignal::new(String::new()),
+            context: RwSignal::new(String::new()),
+            options: RwSignal::new(vec![String::new(); 4]),
+            expected: RwSignal::new(None),
+        }
+    }
+
+    pub fn load_sample(&self, i: usize) {
+        if let Some(s) = crate::samples::SAMPLES.get(i) {
+            self.question.set(s.question.to_string());
+            self.context.set(s.context.unwrap_or("").to_string());
+            self.options
+                .set(s.options.iter().map(|(_, t)| t.to_string()).collect());
+            self.expected.set(Some(s.answer.to_string()));
+        }
+    }
+
+    /// An empty form (the kiosk's start screen).
+    pub fn clear(&self) {
+        self.question.set(String::new());
+        self.context.set(String::new());
+        self.options.set(vec![String::new(); 4]);
+        self.expected.set(None);
+    }
+
+    /// The question to send. Empty option rows move last (and the form shows them so), so
+    /// each row keeps the letter it is asked under.
+    pub fn take_question(&self) -> Result<Question, String> {
+        let q = self.question.get_untracked();
+        if q.trim().is_empty() {
+            return Err("Type a question first.".into());
+        }
+        let rows = compact(&self.options.get_untracked());
+        let options = lettered(&rows);
+        self.options.set(rows);
+        let ctx = self.context.get_untracked();
+        Ok(Question {
+            question: q.trim().to_string(),
+            context: (!ctx.trim().is_empty()).then(|| ctx.trim().to_string()),
+            options,
+        })
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct AppState {
     pub device: RwSignal<Option<DeviceInfo>>,
@@ -42,6 +101,8 @@ pub struct AppState {
     pub loading: RwSignal<bool>,
     pub progress: RwSignal<Option<Progress>>,
     pub cache: RwSignal<Vec<CacheEntry>>,
+    /// What the worker repaired in the cache when the page opened.
+    pub cache_notes: RwSignal<Vec<String>>,
     pub quota: RwSignal<(Option<u64>, Option<u64>)>,
     pub running: RwSignal<bool>,
     pub pieces: RwSignal<Vec<Piece>>,
@@ -77,6 +138,7 @@ impl AppState {
             loading: RwSignal::new(false),
             progress: RwSignal::new(None),
             cache: RwSignal::new(Vec::new()),
+            cache_notes: RwSignal::new(Vec::new()),
             quota: RwSignal::new((None, None)),
             running: RwSignal::new(false),
             pieces: RwSignal::new(Vec::new()),
@@ -107,20 +169,37 @@ impl AppState {
 
     /// Clears the previous answer when a new question starts.
     pub fn start_run(&self, budget: u32, expected: Option<String>, asked: Vec<(String, String)>) {
+        self.forget_answer();
         self.running.set(true);
+        self.run_budget.set(Some(budget));
+        self.run_started_ms.set(now_ms());
+        self.expected.set(expected);
+        self.asked.set(asked);
+        self.status.set("Reading the question…".into());
+    }
+
+    /// Forgets the answer on screen (the kiosk's start screen); the model stays loaded.
+    pub fn clear_run(&self, budget: u32) {
+        self.forget_answer();
+        self.budget.set(budget);
+        self.run_budget.set(None);
+        self.expected.set(None);
+        self.asked.set(Vec::new());
+        if let Some(m) = self.model.get_untracked() {
+            self.status.set(loaded_status(&m));
+        }
+    }
+
+    /// What a new question and the kiosk's reset both clear: the last answer and its error.
+    fn forget_answer(&self) {
         self.error.set(None);
         self.pieces.set(Vec::new());
         self.think_tokens.set(0);
-        self.run_budget.set(Some(budget));
         self.answer_prefix.set(None);
         self.answer.set(String::new());
         self.summary.set(None);
         self.first_token_ms.set(None);
         self.sampled.set(0);
-        self.run_started_ms.set(now_ms());
-        self.expected.set(expected);
-        self.asked.set(asked);
-        self.status.set("Reading the question…".into());
     }
 
     pub fn apply(&self, ev: Event) {
@@ -161,10 +240,7 @@ impl AppState {
             Event::Loaded { model } => {
                 self.loading.set(false);
                 self.progress.set(None);
-                self.status.set(format!(
-                    "{} is loaded ({}). Ask a question.",
-                    model.name, model.device
-                ));
+                self.status.set(loaded_status(&model));
                 self.last_load
                     .update(|l| *l = reload_source(l.take(), &model));
                 self.model.set(Some(model));
@@ -173,11 +249,17 @@ impl AppState {
                 entries,
                 usage,
                 quota,
+                notes,
             } => {
+                if !notes.is_empty() {
+                    self.cache_notes.set(notes);
+                }
                 self.cache.set(entries);
                 self.quota.set((usage, quota));
             }
             Event::Reason { event } => self.apply_reason(event),
+            // The sweep's own state takes these (`ui::sweep`).
+            Event::Sweep { .. } => {}
             Event::RunStats { stats } => self.last_run.set(Some(stats)),
             Event::Error { kind, message } => {
                 if matches!(
@@ -267,6 +349,10 @@ impl AppState {
         let dt = self.last_token_ms.get() - first;
         (n > 1 && dt > 0.0).then(|| (n - 1) as f64 * 1000.0 / dt)
     }
+}
+
+fn loaded_status(m: &ModelInfo) -> String {
+    format!("{} is loaded ({}). Ask a question.", m.name, m.device)
 }
 
 fn push_text(pieces: RwSignal<Vec<Piece>>, text: &str) {

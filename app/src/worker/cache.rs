@@ -110,6 +110,57 @@ pub async fn list() -> Vec<CacheEntry> {
     out
 }
 
+/// Puts right what a crashed tab or a damaged disk left in the cache, once per page (the
+/// UI's first `list_cache`): an unreadable index is reset and the files it no longer
+/// describes are deleted; records whose file is gone or has another size are dropped; a
+/// partial download's impossible ranges are cleared. Returns what was done, in words.
+pub async fn repair() -> Vec<String> {
+    let text = match open(INDEX).await {
+        Ok(blob) => match await_promise(blob.text()).await {
+            Ok(t) => t.as_string().unwrap_or_default(),
+            Err(e) => return vec![format!("The model cache's list could not be read: {e}")],
+        },
+        // No index yet: nothing cached, nothing to repair.
+        Err(_) => return Vec::new(),
+    };
+    let (mut index, repairs) = Index::parse_repaired(&text);
+    let mut notes = repairs.notes;
+    let mut sizes = Vec::new();
+    for f in index.files().map(str::to_string).collect::<Vec<_>>() {
+        let len = open(&f).await.ok().map(|b| b.size() as u64);
+        sizes.push((f, len));
+    }
+    let gone = index.drop_missing(|f| sizes.iter().find(|(n, _)| n == f).and_then(|(_, l)| *l));
+    let changed = repairs.reset || repairs.changed || !gone.is_empty();
+    notes.extend(gone);
+    if repairs.reset {
+        // Without the index, no file can be trusted (or resumed): clear them. A file another
+        // tab is writing is locked and stays.
+        if let Ok(d) = dir().await {
+            let names = crate::browser::names(&d).await.unwrap_or_default();
+            let mut removed = 0;
+            for n in names.iter().filter(|n| *n != INDEX) {
+                if await_promise(d.remove_entry(n)).await.is_ok() {
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                notes.push(format!(
+                    "{removed} cached file(s) the damaged list no longer described were deleted."
+                ));
+            }
+        }
+    }
+    if changed {
+        if let Err(e) = write_index(&index).await {
+            notes.push(format!(
+                "The repaired list could not be saved ({e}); it is repaired again next time."
+            ));
+        }
+    }
+    notes
+}
+
 /// A complete, verified entry.
 pub async fn entry(name: &str) -> Option<CacheEntry> {
     list()
@@ -131,13 +182,14 @@ pub async fn delete(name: &str) -> Result<(), String> {
 }
 
 /// Tells the UI what the cache holds and how much the origin may store.
-pub async fn post_list() {
+pub async fn post_list(notes: Vec<String>) {
     let entries = list().await;
     let (usage, quota) = estimate().await;
     super::post(&crate::protocol::Event::Cache {
         entries,
         usage,
         quota,
+        notes,
     });
 }
 
@@ -191,6 +243,27 @@ impl CacheWriter {
         if let Ok(p) = storage().and_then(|s| s.persist().map_err(|e| describe(&e))) {
             let _ = await_promise(p).await;
         }
+        // The file's handle first: it is exclusive, so a second tab loading the same model
+        // while this one downloads it is refused here, before it touches the index (where
+        // it would overwrite the first tab's record of the bytes it holds).
+        let h = file_handle(file, true).await.map_err(CacheError::Other)?;
+        let handle: FileSystemSyncAccessHandle =
+            match wasm_bindgen_futures::JsFuture::from(h.create_sync_access_handle()).await {
+                Ok(v) => v.unchecked_into(),
+                Err(e) => {
+                    let name = js_sys::Reflect::get(&e, &"name".into())
+                        .ok()
+                        .and_then(|n| n.as_string());
+                    return Err(if name.as_deref() == Some("NoModificationAllowedError") {
+                        CacheError::InUse(format!(
+                            "{file} is being downloaded by another tab of this site: this tab \
+                             loads it without keeping its own copy (the other tab's copy is kept)."
+                        ))
+                    } else {
+                        CacheError::Other(describe(&e))
+                    });
+                }
+            };
         // A stale entry of the same name, complete or not, is replaced.
         let record = PartialRecord {
             file: file.to_string(),
@@ -198,8 +271,10 @@ impl CacheWriter {
             size,
             covered: Vec::new(),
         };
-        keep_partial(&record).await.map_err(CacheError::Other)?;
-        let handle = sync_handle(file).await.map_err(CacheError::Other)?;
+        if let Err(e) = keep_partial(&record).await {
+            handle.close();
+            return Err(CacheError::Other(e));
+        }
         handle
             .truncate_with_f64(0.0)
             .map_err(|e| CacheError::Other(describe(&e)))?;
@@ -367,13 +442,18 @@ impl CacheWriter {
 pub enum CacheError {
     Quota(String),
     Corrupt(String),
+    /// Another tab holds the file (OPFS access handles are exclusive).
+    InUse(String),
     Other(String),
 }
 
 impl std::fmt::Display for CacheError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CacheError::Quota(m) | CacheError::Corrupt(m) | CacheError::Other(m) => f.write_str(m),
+            CacheError::Quota(m)
+            | CacheError::Corrupt(m)
+            | CacheError::InUse(m)
+            | CacheError::Other(m) => f.write_str(m),
         }
     }
 }

@@ -79,13 +79,29 @@ pub async fn for_load() -> Result<Device, (ErrorKind, String)> {
     }
 }
 
-/// Chromium answers requestAdapter with null while its GPU process is (re)starting, so one
-/// miss is retried after a second before giving up.
+/// How long one attempt to open the GPU (requestAdapter, then requestDevice) may take.
+/// Measured: a few hundred ms on SwiftShader; once in a few hundred CI runs the promise
+/// never settled, and the page waited forever on "Starting the engine…".
+const OPEN_DEADLINE_MS: i32 = 15_000;
+
+/// Chromium answers requestAdapter with null while its GPU process is (re)starting, and
+/// rarely never answers at all, so one miss or hang is retried after a second before the
+/// engine gives up on WebGPU.
 async fn open() -> Result<Gpu, GpuError> {
-    match Gpu::new(GpuOptions::default()).await {
+    let attempt = || async {
+        js::within(OPEN_DEADLINE_MS, Gpu::new(GpuOptions::default()))
+            .await
+            .unwrap_or_else(|| {
+                Err(GpuError::NoAdapter(format!(
+                    "WebGPU did not answer within {} s",
+                    OPEN_DEADLINE_MS / 1000
+                )))
+            })
+    };
+    match attempt().await {
         Err(GpuError::NoAdapter(_)) => {
             js::sleep_ms(1000).await;
-            Gpu::new(GpuOptions::default()).await
+            attempt().await
         }
         first => first,
     }
@@ -126,7 +142,9 @@ async fn browser_adapter_label() -> Option<String> {
         .ok()?
         .dyn_into::<js_sys::Promise>()
         .ok()?;
-    let adapter = js::await_promise(promise).await.ok()?;
+    let adapter = js::within(OPEN_DEADLINE_MS, js::await_promise(promise))
+        .await?
+        .ok()?;
     let info = get(&adapter, "info")?;
     let field = |k: &str| {
         get(&info, k)

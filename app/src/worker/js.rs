@@ -1,25 +1,18 @@
 //! Small bridges from JS promises and globals to Rust, shared by the worker's modules.
 
+use std::future::Future;
+use std::task::Poll;
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::DedicatedWorkerGlobalScope;
+
+pub use crate::browser::{await_promise, describe};
 
 pub fn scope() -> Option<DedicatedWorkerGlobalScope> {
     js_sys::global()
         .dyn_into::<DedicatedWorkerGlobalScope>()
         .ok()
-}
-
-/// A JS exception as readable text (`Error.message` where there is one).
-pub fn describe(e: &JsValue) -> String {
-    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
-        return String::from(err.message());
-    }
-    e.as_string().unwrap_or_else(|| format!("{e:?}"))
-}
-
-pub async fn await_promise(p: js_sys::Promise) -> Result<JsValue, String> {
-    JsFuture::from(p).await.map_err(|e| describe(&e))
 }
 
 /// Milliseconds from the worker's monotonic clock.
@@ -58,4 +51,22 @@ pub async fn sleep_ms(ms: i32) {
         }
     });
     let _ = JsFuture::from(promise).await;
+}
+
+/// `fut`'s output, or `None` once `ms` milliseconds pass first. A browser promise that
+/// never settles (Chromium's requestAdapter while its GPU process hangs) must not leave
+/// the page waiting forever.
+pub async fn within<F: Future>(ms: i32, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut timer = std::pin::pin!(sleep_ms(ms));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }

@@ -65,7 +65,7 @@ pub async fn load(source: LoadSource, file: Option<File>, context: u32) {
             with_state(|s| s.session = Some(session));
             post(&Event::Loaded { model: info });
             if cached_as.is_some() {
-                cache::post_list().await;
+                cache::post_list(Vec::new()).await;
             }
         }
         Err((kind, message)) => post_error(kind, message),
@@ -107,6 +107,7 @@ async fn load_from(
                 None => match cache::CacheWriter::create(&cache_name, &url, total).await {
                     Ok(w) => src.mirror_into(w),
                     Err(cache::CacheError::Quota(m)) => return Err((ErrorKind::Quota, m)),
+                    Err(cache::CacheError::InUse(m)) => cache::post_list(vec![m]).await,
                     // No OPFS (private mode, old browser): still load, just not for offline use.
                     Err(e) => {
                         web_sys::console::warn_1(&format!("model cache unavailable: {e}").into())
@@ -145,7 +146,9 @@ async fn load_from(
                             let kind = match e {
                                 cache::CacheError::Quota(_) => ErrorKind::Quota,
                                 cache::CacheError::Corrupt(_) => ErrorKind::BadModel,
-                                cache::CacheError::Other(_) => ErrorKind::Internal,
+                                cache::CacheError::InUse(_) | cache::CacheError::Other(_) => {
+                                    ErrorKind::Internal
+                                }
                             };
                             return Err((kind, e.to_string()));
                         }

@@ -23,7 +23,7 @@ use m1_engine::reason::Question;
 use wasm_bindgen::prelude::*;
 use web_sys::{File, MessageEvent};
 
-use crate::protocol::{AskSettings, DeviceInfo, ErrorKind, Event, Request};
+use crate::protocol::{AskSettings, DeviceInfo, ErrorKind, Event, Request, SweepSettings};
 use js::scope;
 use session::Session;
 use source::LoadControl;
@@ -40,6 +40,8 @@ struct State {
     /// An answer or a load is running (the session is taken out of the state meanwhile).
     busy: bool,
     stop: Rc<Cell<bool>>,
+    /// The cache was checked and repaired (once per page, at the first listing).
+    cache_checked: bool,
 }
 
 thread_local! {
@@ -120,21 +122,53 @@ async fn handle(req: Request, file: Option<File>) {
             }
         }
         Request::Ask { question, settings } => ask(question, settings).await,
+        Request::Sweep { question, settings } => sweep(question, settings).await,
         Request::Stop {} => with_state(|s| s.stop.set(true)),
-        Request::ListCache {} => cache::post_list().await,
+        Request::ListCache {} => {
+            let first = with_state(|s| !std::mem::replace(&mut s.cache_checked, true));
+            let notes = if first {
+                cache::repair().await
+            } else {
+                Vec::new()
+            };
+            cache::post_list(notes).await
+        }
         Request::DeleteCached { file } => {
             if let Err(e) = cache::delete(&file).await {
                 post_error(ErrorKind::Internal, format!("could not delete {file}: {e}"));
             }
-            cache::post_list().await;
+            cache::post_list(Vec::new()).await;
         }
     }
 }
 
 async fn ask(question: Question, settings: AskSettings) {
+    let Some((mut session, stop)) = take_session(&question) else {
+        return;
+    };
+    let emit = |event| post(&Event::Reason { event });
+    let result = session.ask(&question, &settings, stop, emit).await;
+    finish(session, result);
+}
+
+async fn sweep(question: Question, settings: SweepSettings) {
+    if settings.budgets.is_empty() {
+        return post_error(ErrorKind::BadRequest, "Give at least one thinking budget.");
+    }
+    let Some((mut session, stop)) = take_session(&question) else {
+        return;
+    };
+    let emit = |event| post(&Event::Sweep { event });
+    let result = session.sweep(&question, &settings, stop, emit).await;
+    finish(session, result);
+}
+
+/// The loaded session, taken out of the state for one run (with a fresh Stop flag), or
+/// `None` after telling the UI why there is none to run.
+fn take_session(question: &Question) -> Option<(Session, Rc<Cell<bool>>)> {
     if question.question.trim().is_empty() {
         post_error(ErrorKind::BadRequest, "Type a question first.");
-        return;
+        return None;
     }
     let taken = with_state(|s| {
         if s.busy {
@@ -150,12 +184,11 @@ async fn ask(question: Question, settings: AskSettings) {
         s.stop = Rc::new(Cell::new(false));
         Ok((session, s.stop.clone()))
     });
-    let (mut session, stop) = match taken {
-        Ok(t) => t,
-        Err(m) => return post_error(ErrorKind::BadRequest, m),
-    };
-    let emit = |event| post(&Event::Reason { event });
-    let result = session.ask(&question, &settings, stop, emit).await;
+    taken.map_err(|m| post_error(ErrorKind::BadRequest, m)).ok()
+}
+
+/// Puts the session back after a run and reports what the run cost, or its error.
+fn finish(session: Session, result: Result<crate::protocol::RunStats, EngineError>) {
     with_state(|s| {
         s.session = Some(session);
         s.busy = false;

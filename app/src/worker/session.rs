@@ -3,11 +3,16 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use m1_engine::backend::{run_controller, Backend, CpuBackend, EngineError, Loaded, Sampling};
-use m1_engine::reason::{Controller, Event as ReasonEvent, Question, ReasonConfig};
+use m1_engine::backend::{
+    run_controller, run_sweep, Backend, CpuBackend, EngineError, Loaded, Sampling,
+};
+use m1_engine::gpu::StepStats;
+use m1_engine::reason::{
+    Controller, Event as ReasonEvent, Question, ReasonConfig, Sweep, SweepEvent,
+};
 
 use super::js::{now_ms, yield_now};
-use crate::protocol::{AskSettings, RunStats};
+use crate::protocol::{AskSettings, RunStats, SweepSettings};
 
 pub struct Session {
     pub model: Loaded<Yielding<CpuBackend>>,
@@ -44,25 +49,65 @@ impl Session {
             || cancelled.get(),
         )
         .await?;
-        let per_step = before.zip(self.gpu_stats()).and_then(|(b, a)| {
-            let steps = a.steps.checked_sub(b.steps).filter(|&n| n > 0)? as f64;
-            let timed = (a.timed_steps - b.timed_steps) as f64;
-            Some((
-                (a.host_ms - b.host_ms) / steps,
-                (a.dispatches - b.dispatches) as f64 / steps,
-                (timed > 0.0).then(|| (a.gpu_ms - b.gpu_ms) / timed),
-            ))
-        });
-        Ok(RunStats {
-            decode_tokens_per_s: summary.decode_tokens_per_s,
-            host_ms_per_token: per_step.map(|p| p.0),
-            dispatches_per_token: per_step.map(|p| p.1),
-            gpu_ms_per_token: per_step.and_then(|p| p.2),
-        })
+        Ok(run_stats(
+            summary.decode_tokens_per_s,
+            before,
+            self.gpu_stats(),
+        ))
     }
 
-    fn gpu_stats(&self) -> Option<m1_engine::gpu::StepStats> {
+    /// One question at several budgets from one thinking trace (`reason::Sweep`); every
+    /// event goes to `emit` as it happens.
+    pub async fn sweep(
+        &mut self,
+        question: &Question,
+        settings: &SweepSettings,
+        cancelled: Rc<Cell<bool>>,
+        emit: impl FnMut(SweepEvent),
+    ) -> Result<RunStats, EngineError> {
+        let mut sweep = Sweep::for_question(&self.model.tokenizer, question, &settings.config())?;
+        let before = self.gpu_stats();
+        let summary = run_sweep(
+            &mut self.model.backend,
+            &mut sweep,
+            &settings.sampling,
+            now_ms,
+            emit,
+            || cancelled.get(),
+        )
+        .await?;
+        // Every sample is a decode step: thinking and the answers alike.
+        let decode = (summary.total_ms > 0.0 && summary.sampled_tokens > 0)
+            .then(|| summary.sampled_tokens as f64 * 1000.0 / summary.total_ms);
+        Ok(run_stats(decode, before, self.gpu_stats()))
+    }
+
+    fn gpu_stats(&self) -> Option<StepStats> {
         self.model.backend.as_gpu().map(|g| g.model().stats())
+    }
+}
+
+/// A run's figures from the GPU's step counters before and after it (none on the CPU).
+fn run_stats(
+    decode_tokens_per_s: Option<f64>,
+    before: Option<StepStats>,
+    after: Option<StepStats>,
+) -> RunStats {
+    let per_step = before.zip(after).and_then(|(b, a)| {
+        let steps = a.steps.checked_sub(b.steps).filter(|&n| n > 0)? as f64;
+        let timed = (a.timed_steps - b.timed_steps) as f64;
+        Some((
+            (a.host_ms - b.host_ms) / steps,
+            (a.dispatches - b.dispatches) as f64 / steps,
+            (timed > 0.0).then(|| (a.gpu_ms - b.gpu_ms) / timed),
+        ))
+    });
+    RunStats {
+        decode_tokens_per_s,
+        host_ms_per_token: per_step.map(|p| p.0),
+        dispatches_per_token: per_step.map(|p| p.1),
+        gpu_ms_per_token: per_step.and_then(|p| p.2),
+        worker_memory: Some(super::js::wasm_memory_bytes()),
     }
 }
 

@@ -63,6 +63,7 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
                     "answer_tokens": r.answer_ids,
                     "answer_prefix": r.summary.answer_prefix,
                     "think_tokens": r.summary.think_tokens,
+                    "thinking": r.summary.thinking,
                     "budget_used": r.summary.budget_used,
                     "waits": r.summary.waits,
                     "think_stop": r.summary.think_stop.map(output::stop_name),
