@@ -31,12 +31,14 @@ mod seeds {
     use m1_app::cache_index::{Index, PartialRecord};
     use m1_app::protocol::{
         AskSettings, CacheEntry, DeviceInfo, ErrorKind, Event, GpuMemory, LoadSource, ModelInfo,
-        Phase, Request, RunStats, WorkerMemory,
+        Phase, Request, RunStats, SweepSettings, WorkerMemory,
     };
     use m1_engine::backend::Sampling;
     use m1_engine::gguf::{parse, Array, GgmlType, Header, Layout, TensorSpec, Value};
     use m1_engine::gpu::AdapterReport;
-    use m1_engine::reason::{Event as ReasonEvent, ExtractRule, Question, StopReason, Summary};
+    use m1_engine::reason::{
+        Event as ReasonEvent, ExtractRule, Question, StopReason, Summary, SweepEvent,
+    };
     use serde_json::json;
 
     use super::tiny_hf;
@@ -858,6 +860,20 @@ mod seeds {
                     sampling,
                 },
             },
+            Request::Sweep {
+                question: Question {
+                    question: "Is it?".into(),
+                    context: Some("An abstract.".into()),
+                    options: vec![("A".into(), "yes".into()), ("B".into(), "no".into())],
+                },
+                settings: SweepSettings {
+                    budgets: vec![0, 128, 4096],
+                    waits: 1,
+                    min_thinking: 64,
+                    max_answer_tokens: 64,
+                    sampling: Sampling::default(),
+                },
+            },
             Request::Stop {},
             Request::ListCache {},
             Request::DeleteCached {
@@ -872,6 +888,7 @@ mod seeds {
                     host_ms_per_token: Some(0.25),
                     dispatches_per_token: Some(245.0),
                     gpu_ms_per_token: None,
+                    worker_memory: Some(1 << 27),
                 },
             },
             Event::Ready {
@@ -958,6 +975,27 @@ mod seeds {
                 }],
                 usage: Some(1),
                 quota: None,
+                notes: vec![
+                    "gone.gguf was listed in the model cache but its file is missing.".into(),
+                ],
+            },
+            Event::Sweep {
+                event: SweepEvent::Cut {
+                    budgets: vec![8, 16],
+                    position: 93,
+                    think_tokens: 8,
+                    budget_used: 8,
+                    thinking_tail: "a".into(),
+                    text: "<|im_start|>answer\nFinal Answer:".into(),
+                    budget_exhausted: false,
+                },
+            },
+            Event::Sweep {
+                event: SweepEvent::Answer {
+                    budget: 8,
+                    id: 425,
+                    text: " B".into(),
+                },
             },
             Event::Error {
                 kind: ErrorKind::Network,
