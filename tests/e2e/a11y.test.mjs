@@ -141,12 +141,15 @@ test('at 200% zoom nothing overflows sideways and every control is reachable', a
     const p = b.page;
     await p.goto(BASE);
     await p.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
-    // Open every drawer so their controls count too.
-    for (const s of await p.locator('summary').all()) {
-      if (!(await s.evaluate((el) => el.parentElement.open))) await s.click();
+    // Every view, with every drawer open so their controls count too.
+    for (const view of ['Compare budgets', 'Evaluate', 'Ask']) {
+      await p.getByRole('tab', { name: view }).click();
+      for (const s of await p.locator('summary:visible').all()) {
+        if (!(await s.evaluate((el) => el.parentElement.open))) await s.click();
+      }
+      if (view === 'Ask') await p.locator('select').first().selectOption('0');
+      assertFits(await sideways(p), `200% zoom, ${view}`);
     }
-    await p.locator('select').first().selectOption('0');
-    assertFits(await sideways(p), '200% zoom');
     // Each control, reached by Tab, lies wholly inside the viewport's width.
     const seen = new Set();
     for (let i = 0; i < 120; i += 1) {
