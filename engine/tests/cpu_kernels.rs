@@ -8,12 +8,14 @@
 //! - every kernel's products equal an f64 dot of the dequantized weights and activations,
 //!   to rounding, at shapes that leave partial tiles: rows not a multiple of the task's 16,
 //!   tokens 1, 2, 17 and 512, widths of one block and of blocks that are not 256's multiple;
-//! - a batch equals its tokens one at a time, and 2 or 3 threads equal 1, bit for bit.
+//! - a batch equals its tokens one at a time, and 2 or 3 threads equal 1, bit for bit;
+//! - the same for the F16 and BF16 kernels, which also widen every bit pattern as `half`.
 
 use std::borrow::Cow;
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::Device;
+use m1_engine::cpu::kernels::half::{HalfMatrix, HalfType};
 use m1_engine::cpu::kernels::{Activations, Isa, Partner, Pool, QMatrix, QType};
 
 #[cfg(target_arch = "wasm32")]
@@ -401,6 +403,123 @@ fn vector_helpers_match_their_references() {
                 assert!(
                     (*o as f64 - want).abs() < 1e-5,
                     "{name} weighted sum hd={hd} dim {d}"
+                );
+            }
+        }
+    }
+}
+
+/// `n` rows of `k` random 16-bit floats of `ty`, mostly in [-1, 1), a few large.
+fn random_half(ty: HalfType, n: usize, k: usize, rng: &mut Rng) -> HalfMatrix {
+    let bits: Vec<u16> = (0..n * k)
+        .map(|i| {
+            let v = rng.unit() * if i % 53 == 7 { 300.0 } else { 1.0 };
+            match ty {
+                HalfType::F16 => half::f16::from_f32(v).to_bits(),
+                HalfType::Bf16 => half::bf16::from_f32(v).to_bits(),
+            }
+        })
+        .collect();
+    HalfMatrix::new(ty, n, k, half_words(&bits)).expect("matrix")
+}
+
+/// 16-bit values packed into u32 words as the loader reads them (little-endian).
+fn half_words(bits: &[u16]) -> Vec<u32> {
+    bits.chunks(2)
+        .map(|p| u32::from(p[0]) | u32::from(p.get(1).copied().unwrap_or(0)) << 16)
+        .collect()
+}
+
+fn half_product(w: &HalfMatrix, x: &[f32], isa: Isa, pool: &Pool) -> Vec<f32> {
+    let mut out = vec![f32::NAN; x.len() / w.k() * w.n()];
+    w.matmul(x, isa, pool, &mut out);
+    out
+}
+
+/// F16 and BF16 matrices on every instruction set: against an f64 dot of the widened values,
+/// at widths with and without a tail past the kernels' 16-value steps and with a long
+/// batch; a batch equals its tokens one by one and 2 or 3 threads equal 1, bit for bit.
+#[test]
+fn half_kernels_match_the_f64_reference() {
+    let one = Pool::new(1);
+    let pools = [Pool::new(2), Pool::new(3)];
+    let mut rng = Rng(0x0f16_bf16);
+    for ty in [HalfType::F16, HalfType::Bf16] {
+        for &(n, k, m) in &[
+            (1, 1, 1),
+            (5, 16, 2),
+            (17, 37, 5),
+            (33, 64, 4),
+            (19, 200, 512),
+        ] {
+            let w = random_half(ty, n, k, &mut rng);
+            let x = random_activations(m, k, k, &mut rng);
+            let rows: Vec<Vec<f32>> = (0..n).map(|r| w.widen_row(r)).collect();
+            for isa in Isa::available() {
+                let what = format!("{ty:?} {} n={n} k={k} m={m}", isa.name());
+                let got = half_product(&w, &x, isa, &one);
+                for t in 0..m {
+                    for (r, row) in rows.iter().enumerate() {
+                        let terms = row.iter().zip(&x[t * k..(t + 1) * k]);
+                        let (s, a) = terms.fold((0f64, 0f64), |(s, a), (&wv, &xv)| {
+                            let p = wv as f64 * xv as f64;
+                            (s + p, a + p.abs())
+                        });
+                        let g = got[t * n + r] as f64;
+                        let tol = 1e-5 * a + 1e-6;
+                        assert!(
+                            (g - s).abs() <= tol,
+                            "{what}: token {t} row {r}: {g} vs {s}"
+                        );
+                    }
+                }
+                for t in 0..m {
+                    let single = half_product(&w, &x[t * k..(t + 1) * k], isa, &one);
+                    assert_eq!(
+                        bits(&got[t * n..(t + 1) * n]),
+                        bits(&single),
+                        "{what}: token {t} in the batch differs from the token alone"
+                    );
+                }
+                for p in &pools {
+                    let threaded = half_product(&w, &x, isa, p);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&threaded),
+                        "{what}: {} threads",
+                        p.threads()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every one of the 65,536 bit patterns of each format widens as `half` does (subnormals,
+/// infinities and NaNs included): row r holds pattern r sixteen times, dotted with ones.
+#[test]
+fn half_kernels_widen_every_bit_pattern() {
+    let pool = Pool::new(1);
+    let bits_all: Vec<u16> = (0..=u16::MAX).flat_map(|h| [h; 16]).collect();
+    let ones = vec![1f32; 16];
+    for ty in [HalfType::F16, HalfType::Bf16] {
+        let w = HalfMatrix::new(ty, 1 << 16, 16, half_words(&bits_all)).expect("matrix");
+        for isa in Isa::available() {
+            let got = half_product(&w, &ones, isa, &pool);
+            for (h, g) in (0..=u16::MAX).zip(&got) {
+                let v = match ty {
+                    HalfType::F16 => half::f16::from_bits(h).to_f32(),
+                    HalfType::Bf16 => half::bf16::from_bits(h).to_f32(),
+                };
+                let want = 16.0 * v;
+                assert!(
+                    if want.is_nan() {
+                        g.is_nan()
+                    } else {
+                        *g == want
+                    },
+                    "{ty:?} {}: pattern {h:#06x} gave {g} for 16 x {v}",
+                    isa.name()
                 );
             }
         }

@@ -87,18 +87,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // past the runner's default timeout.
     stage("kernels in Chromium's WebGPU (wasm-bindgen-test)", &|| {
         wasm_test(
-            "gpu_browser",
+            &["gpu_browser"],
             &[
                 ("CHROMEDRIVER", "/usr/bin/chromedriver"),
                 ("WASM_BINDGEN_TEST_TIMEOUT", "600"),
             ],
         )
     });
-    // Both models' prompts, free-running and teacher-forced: ~3.5 min in Node here.
+    // Both models' prompts, free-running and teacher-forced: ~3.5 min in Node here; then the
+    // CPU kernels' own tests with simd128 (seconds).
     let models = model_dir.to_string_lossy().to_string();
-    stage("CPU path in wasm32 vs llama.cpp (Node)", &|| {
+    stage("CPU path and kernels in wasm32, vs llama.cpp (Node)", &|| {
         wasm_test(
-            "cpu_wasm",
+            &["cpu_wasm", "cpu_kernels"],
             &[
                 ("M1_TEST_MODELS", models.as_str()),
                 ("M1_REQUIRE_MODELS", "1"),
@@ -171,18 +172,13 @@ fn dist_test(model_dir: &std::path::Path) -> Result<(), String> {
     status(c, "node --test e2e/dist.test.mjs")
 }
 
-/// One engine test file built for wasm32 and run by wasm-bindgen-test-runner (in Chromium
-/// when the file asks for a browser, else in Node).
-fn wasm_test(test: &str, env: &[(&str, &str)]) -> Result<(), String> {
-    let args = [
-        "test",
-        "-p",
-        "m1-engine",
-        "--target",
-        tools::WASM_TARGET,
-        "--test",
-        test,
-    ];
+/// Engine test files built for wasm32 and run by wasm-bindgen-test-runner (in Chromium
+/// when a file asks for a browser, else in Node).
+fn wasm_test(tests: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let mut args = vec!["test", "-p", "m1-engine", "--target", tools::WASM_TARGET];
+    for t in tests {
+        args.extend(["--test", t]);
+    }
     let mut c = cmd("cargo", &args);
     c.envs(env.iter().copied());
     status(c, &format!("cargo {}", args.join(" ")))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::quantized::{k_quants, GgmlDType, QMatMul, QStorage, QTensor, QuantizedType};
 use candle_core::{CpuStorage, Device, Module, Storage, Tensor};
 
+use super::kernels::half::{HalfMatrix, HalfType};
 use super::kernels::vec::round_f16;
 use super::kernels::{matmul_many, Activations, Isa, Partner, Pool, QMatrix, QType};
 use super::ops::{add, add_bias, rms_norm, rope, rope_tables, swiglu, AttentionShape};
@@ -122,9 +123,9 @@ impl Raw {
         Ok(QTensor::new(storage, self.shape.clone())?)
     }
 
-    /// Float weights go to `QMatMul`, widened straight from the read bytes; block types to
-    /// our kernels, which take the read buffer itself (or, for the types they do not take,
-    /// candle's `matmul_t`).
+    /// F16 and BF16 weights go to our half kernels and block types to our block kernels,
+    /// both taking the read buffer itself (or, for the block types they do not take,
+    /// candle's `matmul_t`); F32 weights to `QMatMul`.
     fn linear(&self) -> Result<Linear, CpuError> {
         Self::into_linear(Raw {
             ty: self.ty,
@@ -141,6 +142,18 @@ impl Raw {
                 what: format!("a linear layer's weight has shape {:?}", self.shape),
             });
         };
+        let half = match self.ty {
+            GgmlType::F16 => Some(HalfType::F16),
+            GgmlType::BF16 => Some(HalfType::Bf16),
+            _ => None,
+        };
+        if let Some(ty) = half {
+            return HalfMatrix::new(ty, n, k, self.words)
+                .map(Linear::Half)
+                .ok_or_else(|| CpuError::Internal {
+                    what: format!("{ty:?} matrix of {n} x {k}: too few bytes read"),
+                });
+        }
         if let Some(values) = self.ty.widen_to_f32(self.bytes()) {
             let weight = Tensor::from_vec(values, (n, k), &Device::Cpu)?;
             return Ok(Linear::Candle(QMatMul::Tensor(weight)));
@@ -176,14 +189,13 @@ impl Raw {
 /// (Q4_K_M, 4.68 GB): 17.1 GB peak RSS that way; a 16 GB machine would be killed part-way
 /// through the first question instead of being told the model does not fit.
 ///
-/// F32, F16 and BF16 weights take `QMatMul`, which widens the 16-bit ones to f32 (twice the
-/// file's bytes, counted by `check_memory`): candle's `matmul_t` for f16 is far slower
-/// (measured on a 2-layer model of m1-7B's widths in F16: decode 0.8 against 3.1 tok/s,
-/// prefill 1.6 against 73 tok/s). Block types our kernels do not take (Q2_K, Q3_K), and
-/// every block type on CPUs without AVX2 or simd128, take candle's `matmul_t`.
+/// F16 and BF16 weights take our half kernels, read in place (`kernels/half.rs`); F32
+/// weights `QMatMul`. Block types our kernels do not take (Q2_K, Q3_K), and every block
+/// type on CPUs without AVX2 or simd128, take candle's `matmul_t`.
 enum Linear {
     Candle(QMatMul),
     Ours(QMatrix),
+    Half(HalfMatrix),
     Direct {
         weight: Box<dyn QuantizedType>,
         /// Output features (rows of W).
@@ -241,6 +253,10 @@ impl Linear {
         for (l, out) in layers.iter().zip(outs.iter_mut()) {
             match l {
                 Self::Ours(_) => {}
+                Self::Half(w) => {
+                    *out = vec![0f32; m * w.n()];
+                    w.matmul(x, cx.isa, &cx.pool, out);
+                }
                 Self::Candle(w) => {
                     let t = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
                     *out = w.forward(&t)?.flatten_all()?.to_vec1::<f32>()?;
@@ -415,17 +431,12 @@ impl Role {
 
     /// Bytes the model holds for `info` in this role.
     fn held_bytes(self, info: &TensorInfo) -> u64 {
-        let widened = info.dims.iter().product::<u64>() * 4;
+        // Every matrix is read in place (F32 ones are f32 already).
         let stored = stored_bytes(info);
-        let matrix = if info.ggml_type.is_float() {
-            widened
-        } else {
-            stored
-        };
         match self {
-            Self::Embedding { tied } => stored + if tied { matrix } else { 0 },
-            Self::Dense => widened,
-            Self::Linear => matrix,
+            Self::Embedding { tied } => stored + if tied { stored } else { 0 },
+            Self::Dense => info.dims.iter().product::<u64>() * 4,
+            Self::Linear => stored,
         }
     }
 }
@@ -441,17 +452,9 @@ fn stored_bytes(info: &TensorInfo) -> u64 {
 /// A tensor as the model holds it, made as soon as its last byte is read so that the read
 /// buffer is freed at once: loading peaks at the weights plus one tensor.
 enum Held {
-    Embedding {
-        rows: QTensor,
-        head: Option<Linear>,
-    },
+    Embedding { rows: QTensor, head: Option<Linear> },
     Dense(Tensor),
     Linear(Linear),
-    /// An F32/F16/BF16 matrix, widened to f32 only when the model takes it: the output head
-    /// comes first then, not last as in the file, so the largest widening happens beside
-    /// the other matrices' 16-bit bytes rather than their f32 copies (m1-7B's widths in
-    /// F16, two layers: 5.3 GB peak instead of 6.3 GB).
-    Float(Raw),
 }
 
 impl Held {
@@ -462,7 +465,6 @@ impl Held {
                 head: tied.then(|| raw.linear()).transpose()?,
             },
             Role::Dense => Self::Dense(raw.qtensor()?.dequantize(&Device::Cpu)?),
-            Role::Linear if raw.ty.is_float() => Self::Float(raw),
             Role::Linear => Self::Linear(raw.into_linear()?),
         })
     }
@@ -491,7 +493,6 @@ impl Loaded {
     fn linear(&mut self, spec: &WeightSpec) -> Result<Linear, CpuError> {
         match self.take(spec)? {
             Held::Linear(l) => Ok(l),
-            Held::Float(raw) => raw.into_linear(),
             _ => Err(Self::misplaced(spec)),
         }
     }

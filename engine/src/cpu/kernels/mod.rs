@@ -8,6 +8,7 @@
 //! - `scalar.rs`, `avx2.rs`, `simd128.rs`: one kernel per weight type per instruction set,
 //!   each the dot products of one weight row with up to four activation rows.
 //! - `gemm.rs`: the tile loop (rows x tokens) and its split over threads.
+//! - `half.rs`: F16 and BF16 matrices, widened in registers and dotted with f32 activations.
 //! - `pool.rs`: the worker threads.
 //!
 //! Weights stay in their GGUF blocks, read in place: no repacked copy, so memory is the
@@ -18,6 +19,7 @@
 pub mod act;
 pub mod blocks;
 mod gemm;
+pub mod half;
 pub mod pool;
 mod scalar;
 pub mod vec;
