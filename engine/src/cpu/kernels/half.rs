@@ -3,10 +3,11 @@
 //! what widening the matrix to f32 at load took, and a decode step reads half the bytes.
 //! (ggml rounds the activations to f16 instead; widening the weights keeps them exact.)
 //!
-//! Tasks and tiles as in `gemm.rs`: a task owns a range of rows, each row is dotted with up
-//! to four tokens at once, and every output is one kernel call's, summed in a fixed order
-//! (two sets of 8 lanes over the row, then the tail): a batch equals its tokens one by one
-//! and any thread count equals one thread, bit for bit.
+//! Tasks as in `gemm.rs`: a task owns a range of rows. The kernel takes two rows and up to
+//! four tokens at once (each weight vector widened once for four tokens, each activation
+//! vector loaded once for two rows: two FMAs a load), and every output is one accumulator
+//! of 8 lanes over the row, then the tail, in a fixed order: a batch equals its tokens one
+//! by one, and any thread count equals one thread, bit for bit.
 
 use std::ops::Range;
 
@@ -14,8 +15,8 @@ use super::blocks::f16_to_f32;
 use super::pool::{Pool, SharedMut};
 use super::{Isa, IsaKind};
 
-/// Values a kernel step takes: two vectors of 8 f32 lanes.
-const STEP: usize = 16;
+/// Values a kernel step takes: one vector of 8 f32 lanes.
+const STEP: usize = 8;
 /// Tokens per tile.
 const TILE: usize = 4;
 /// Rows a task takes when there are several tokens (as `gemm.rs`).
@@ -120,11 +121,36 @@ impl HalfMatrix {
 
 type TaskFn = unsafe fn(&HalfMatrix, &[f32], usize, Range<usize>, &SharedMut<f32>);
 
-/// One kernel: the dot products of a row of 16-bit values with `C` activation rows.
+/// One kernel: the dot products of `R` rows of 16-bit values with `C` activation rows.
 trait RowDot {
-    /// SAFETY: the implementation's instruction set is available; every row of `x` is as
-    /// long as `w`.
-    unsafe fn dot<const C: usize>(w: &[u16], x: &[&[f32]; C]) -> [f32; C];
+    /// SAFETY: the implementation's instruction set is available; all rows of `w` and `x`
+    /// have the same length.
+    unsafe fn dot<const R: usize, const C: usize>(
+        w: &[&[u16]; R],
+        x: &[&[f32]; C],
+    ) -> [[f32; C]; R];
+}
+
+/// Rows `r0..r0 + R` for tokens `t0..t0 + C`.
+#[inline(always)]
+unsafe fn tile<K: RowDot, const R: usize, const C: usize>(
+    w: &HalfMatrix,
+    x: &[f32],
+    r0: usize,
+    t0: usize,
+    out: &SharedMut<f32>,
+) {
+    let k = w.k;
+    let xr: [&[f32]; C] = std::array::from_fn(|c| &x[(t0 + c) * k..(t0 + c + 1) * k]);
+    let wr: [&[u16]; R] = std::array::from_fn(|r| w.row(r0 + r));
+    // SAFETY: passed on from the caller.
+    let v = unsafe { K::dot::<R, C>(&wr, &xr) };
+    for (r, v) in v.into_iter().enumerate() {
+        for (c, v) in v.into_iter().enumerate() {
+            // SAFETY: this task is the only one with these rows.
+            unsafe { out.write((t0 + c) * w.n + r0 + r, v) };
+        }
+    }
 }
 
 #[inline(always)]
@@ -135,27 +161,30 @@ unsafe fn rows<K: RowDot>(
     rows: Range<usize>,
     out: &SharedMut<f32>,
 ) {
-    let k = w.k;
     let mut t0 = 0;
     while t0 < m {
-        macro_rules! tile {
-            ($c:literal) => {{
-                let xr: [&[f32]; $c] = std::array::from_fn(|c| &x[(t0 + c) * k..(t0 + c + 1) * k]);
-                for r in rows.clone() {
+        let mut r = rows.start;
+        while r < rows.end {
+            macro_rules! tokens {
+                ($r:literal) => {
                     // SAFETY: passed on from the caller.
-                    let v = unsafe { K::dot::<$c>(w.row(r), &xr) };
-                    for (c, v) in v.into_iter().enumerate() {
-                        // SAFETY: this task is the only one with row r.
-                        unsafe { out.write((t0 + c) * w.n + r, v) };
+                    unsafe {
+                        match m - t0 {
+                            1 => tile::<K, $r, 1>(w, x, r, t0, out),
+                            2 => tile::<K, $r, 2>(w, x, r, t0, out),
+                            3 => tile::<K, $r, 3>(w, x, r, t0, out),
+                            _ => tile::<K, $r, TILE>(w, x, r, t0, out),
+                        }
                     }
-                }
-            }};
-        }
-        match m - t0 {
-            1 => tile!(1),
-            2 => tile!(2),
-            3 => tile!(3),
-            _ => tile!(4),
+                };
+            }
+            if r + 1 < rows.end {
+                tokens!(2);
+                r += 2;
+            } else {
+                tokens!(1);
+                r += 1;
+            }
         }
         t0 += TILE;
     }
@@ -201,18 +230,31 @@ fn task_fn(ty: HalfType, isa: Isa) -> TaskFn {
     }
 }
 
-/// The tail past the last whole step, in order.
-#[inline(always)]
-fn tail<const BF16: bool, const C: usize>(w: &[u16], x: &[&[f32]; C], from: usize) -> [f32; C] {
-    let ty = if BF16 { HalfType::Bf16 } else { HalfType::F16 };
-    let mut s = [0f32; C];
-    for (j, &h) in w.iter().enumerate().skip(from) {
-        let v = ty.widen(h);
-        for c in 0..C {
-            s[c] += v * x[c][j];
-        }
+const fn half_type(bf16: bool) -> HalfType {
+    if bf16 {
+        HalfType::Bf16
+    } else {
+        HalfType::F16
     }
-    s
+}
+
+/// Each row's tail past the last whole step, in order.
+#[inline(always)]
+fn tail<const BF16: bool, const R: usize, const C: usize>(
+    w: &[&[u16]; R],
+    x: &[&[f32]; C],
+    from: usize,
+) -> [[f32; C]; R] {
+    std::array::from_fn(|r| {
+        let mut s = [0f32; C];
+        for (j, &h) in w[r].iter().enumerate().skip(from) {
+            let v = half_type(BF16).widen(h);
+            for c in 0..C {
+                s[c] += v * x[c][j];
+            }
+        }
+        s
+    })
 }
 
 /// Lanes `0..8` summed pairwise, as the SIMD kernels' horizontal sums do.
@@ -225,25 +267,24 @@ struct Scalar<const BF16: bool>;
 
 impl<const BF16: bool> RowDot for Scalar<BF16> {
     #[inline(always)]
-    unsafe fn dot<const C: usize>(w: &[u16], x: &[&[f32]; C]) -> [f32; C] {
-        let ty = if BF16 { HalfType::Bf16 } else { HalfType::F16 };
-        let mut acc = [[[0f32; 8]; 2]; C];
-        let whole = w.len() / STEP * STEP;
-        for (i, ws) in w[..whole].chunks_exact(STEP).enumerate() {
-            for (h, half) in ws.chunks_exact(8).enumerate() {
-                for (l, &b) in half.iter().enumerate() {
-                    let v = ty.widen(b);
+    unsafe fn dot<const R: usize, const C: usize>(
+        w: &[&[u16]; R],
+        x: &[&[f32]; C],
+    ) -> [[f32; C]; R] {
+        let mut acc = [[[0f32; STEP]; C]; R];
+        let whole = w[0].len() / STEP * STEP;
+        for i in (0..whole).step_by(STEP) {
+            for r in 0..R {
+                for l in 0..STEP {
+                    let v = half_type(BF16).widen(w[r][i + l]);
                     for c in 0..C {
-                        acc[c][h][l] += v * x[c][i * STEP + 8 * h + l];
+                        acc[r][c][l] += v * x[c][i + l];
                     }
                 }
             }
         }
-        let t = tail::<BF16, C>(w, x, whole);
-        std::array::from_fn(|c| {
-            let a: [f32; 8] = std::array::from_fn(|l| acc[c][0][l] + acc[c][1][l]);
-            sum8(a) + t[c]
-        })
+        let t = tail::<BF16, R, C>(w, x, whole);
+        std::array::from_fn(|r| std::array::from_fn(|c| sum8(acc[r][c]) + t[r][c]))
     }
 }
 
@@ -281,26 +322,29 @@ mod x86 {
     impl<const BF16: bool> RowDot for Dot<BF16> {
         #[target_feature(enable = "avx2,fma,f16c")]
         #[inline]
-        unsafe fn dot<const C: usize>(w: &[u16], x: &[&[f32]; C]) -> [f32; C] {
-            // Two accumulators a token: one FMA chain would wait on its own latency.
-            let mut acc = [[_mm256_setzero_ps(); 2]; C];
-            let whole = w.len() / STEP * STEP;
+        unsafe fn dot<const R: usize, const C: usize>(
+            w: &[&[u16]; R],
+            x: &[&[f32]; C],
+        ) -> [[f32; C]; R] {
+            let mut acc = [[_mm256_setzero_ps(); C]; R];
+            let whole = w[0].len() / STEP * STEP;
             let mut i = 0;
             while i < whole {
-                // SAFETY: `i + 16 <= whole <= w.len()`, and every row of `x` is as long.
+                // SAFETY: `i + 8 <= whole`, and every row of `w` and `x` is as long.
                 unsafe {
-                    let w0 = widen8::<BF16>(w.as_ptr().add(i));
-                    let w1 = widen8::<BF16>(w.as_ptr().add(i + 8));
+                    let wv: [__m256; R] =
+                        std::array::from_fn(|r| widen8::<BF16>(w[r].as_ptr().add(i)));
                     for c in 0..C {
-                        let p = x[c].as_ptr().add(i);
-                        acc[c][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(p), acc[c][0]);
-                        acc[c][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(p.add(8)), acc[c][1]);
+                        let xv = _mm256_loadu_ps(x[c].as_ptr().add(i));
+                        for r in 0..R {
+                            acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+                        }
                     }
                 }
                 i += STEP;
             }
-            let t = tail::<BF16, C>(w, x, whole);
-            std::array::from_fn(|c| sum8(_mm256_add_ps(acc[c][0], acc[c][1])) + t[c])
+            let t = tail::<BF16, R, C>(w, x, whole);
+            std::array::from_fn(|r| std::array::from_fn(|c| sum8(acc[r][c]) + t[r][c]))
         }
     }
 }
@@ -331,49 +375,55 @@ mod wasm {
 
     impl<const BF16: bool> RowDot for Dot<BF16> {
         #[inline(always)]
-        unsafe fn dot<const C: usize>(w: &[u16], x: &[&[f32]; C]) -> [f32; C] {
-            // Four vectors of 4 lanes a token: lanes 0..4 and 4..8 of two sets of 8.
-            let mut acc = [[f32x4_splat(0.0); 4]; C];
-            let whole = w.len() / STEP * STEP;
+        unsafe fn dot<const R: usize, const C: usize>(
+            w: &[&[u16]; R],
+            x: &[&[f32]; C],
+        ) -> [[f32; C]; R] {
+            // Lanes 0..4 and 4..8 of each output's 8.
+            let mut acc = [[[f32x4_splat(0.0); 2]; C]; R];
+            let whole = w[0].len() / STEP * STEP;
             let mut i = 0;
             while i < whole {
-                // SAFETY: `i + 16 <= whole <= w.len()`, and every row of `x` is as long.
+                // SAFETY: `i + 8 <= whole`, and every row of `w` and `x` is as long.
                 unsafe {
-                    let h0 = v128_load(w.as_ptr().add(i) as *const v128);
-                    let h1 = v128_load(w.as_ptr().add(i + 8) as *const v128);
-                    let wv = [
-                        widen4::<BF16>(u32x4_extend_low_u16x8(h0)),
-                        widen4::<BF16>(u32x4_extend_high_u16x8(h0)),
-                        widen4::<BF16>(u32x4_extend_low_u16x8(h1)),
-                        widen4::<BF16>(u32x4_extend_high_u16x8(h1)),
-                    ];
+                    let wv: [[v128; 2]; R] = std::array::from_fn(|r| {
+                        let h = v128_load(w[r].as_ptr().add(i) as *const v128);
+                        [
+                            widen4::<BF16>(u32x4_extend_low_u16x8(h)),
+                            widen4::<BF16>(u32x4_extend_high_u16x8(h)),
+                        ]
+                    });
                     for c in 0..C {
                         let p = x[c].as_ptr().add(i);
-                        for (q, &wq) in wv.iter().enumerate() {
-                            let xv = v128_load(p.add(4 * q) as *const v128);
-                            acc[c][q] = f32x4_add(acc[c][q], f32x4_mul(wq, xv));
+                        let xv = [
+                            v128_load(p as *const v128),
+                            v128_load(p.add(4) as *const v128),
+                        ];
+                        for r in 0..R {
+                            for q in 0..2 {
+                                acc[r][c][q] = f32x4_add(acc[r][c][q], f32x4_mul(wv[r][q], xv[q]));
+                            }
                         }
                     }
                 }
                 i += STEP;
             }
-            let t = tail::<BF16, C>(w, x, whole);
-            std::array::from_fn(|c| {
-                let a = &acc[c];
-                // Set 0 (a[0], a[1]) plus set 1 (a[2], a[3]), lane by lane, then `sum8`.
-                let lo = f32x4_add(a[0], a[2]);
-                let hi = f32x4_add(a[1], a[3]);
-                let l: [f32; 8] = [
-                    f32x4_extract_lane::<0>(lo),
-                    f32x4_extract_lane::<1>(lo),
-                    f32x4_extract_lane::<2>(lo),
-                    f32x4_extract_lane::<3>(lo),
-                    f32x4_extract_lane::<0>(hi),
-                    f32x4_extract_lane::<1>(hi),
-                    f32x4_extract_lane::<2>(hi),
-                    f32x4_extract_lane::<3>(hi),
-                ];
-                super::sum8(l) + t[c]
+            let t = tail::<BF16, R, C>(w, x, whole);
+            std::array::from_fn(|r| {
+                std::array::from_fn(|c| {
+                    let [lo, hi] = acc[r][c];
+                    let l: [f32; 8] = [
+                        f32x4_extract_lane::<0>(lo),
+                        f32x4_extract_lane::<1>(lo),
+                        f32x4_extract_lane::<2>(lo),
+                        f32x4_extract_lane::<3>(lo),
+                        f32x4_extract_lane::<0>(hi),
+                        f32x4_extract_lane::<1>(hi),
+                        f32x4_extract_lane::<2>(hi),
+                        f32x4_extract_lane::<3>(hi),
+                    ];
+                    super::sum8(l) + t[r][c]
+                })
             })
         }
     }
