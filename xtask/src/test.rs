@@ -97,16 +97,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // Both models' prompts, free-running and teacher-forced: ~3.5 min in Node here; then the
     // CPU kernels' own tests with simd128 (seconds).
     let models = model_dir.to_string_lossy().to_string();
-    stage("CPU path and kernels in wasm32, vs llama.cpp (Node)", &|| {
-        wasm_test(
-            &["cpu_wasm", "cpu_kernels"],
-            &[
-                ("M1_TEST_MODELS", models.as_str()),
-                ("M1_REQUIRE_MODELS", "1"),
-                ("WASM_BINDGEN_TEST_TIMEOUT", "1200"),
-            ],
-        )
-    });
+    stage(
+        "CPU path and kernels in wasm32, vs llama.cpp (Node)",
+        &|| {
+            wasm_test(
+                &["cpu_wasm", "cpu_kernels"],
+                &[
+                    ("M1_TEST_MODELS", models.as_str()),
+                    ("M1_REQUIRE_MODELS", "1"),
+                    ("WASM_BINDGEN_TEST_TIMEOUT", "1200"),
+                ],
+            )
+        },
+    );
     stage("wasm build (trunk build --release)", &serve::build_app);
     stage(
         "browser tests (Playwright in headless Chromium with WebGPU)",
