@@ -13,12 +13,11 @@
 use std::cell::Cell;
 
 use futures::executor::block_on;
-use m1_engine::backend::{load, run_controller, Device, LoadOptions, Loaded, Sampling};
-use m1_engine::gguf::{read_header, FileSource};
+use m1_engine::backend::{run_controller, Sampling};
 use m1_engine::reason::{Controller, Question, ReasonConfig, StopReason};
 
 mod common;
-use common::{gpu_or_skip, test_model, SMOLLM};
+use common::{gpu_or_skip, load_on_gpu, test_model, SMOLLM};
 
 const QUESTIONS: usize = 3;
 
@@ -42,14 +41,7 @@ fn questions_in_a_row_leave_the_gpu_objects_of_the_first() {
         return;
     };
     let device = gpu.device.clone();
-    let mut src = FileSource::open(&path).expect("open");
-    let header = block_on(read_header(&mut src)).expect("header");
-    let options = LoadOptions {
-        context: Some(256),
-        ..LoadOptions::default()
-    };
-    let mut loaded: Loaded =
-        block_on(load(&header, src, Device::Gpu(gpu), options, |_, _| {})).expect("load");
+    let mut loaded = load_on_gpu(&path, gpu);
     let mut after_first = None;
     for i in 0..QUESTIONS {
         // Short questions and budgets: lavapipe computes every step on the CPU.

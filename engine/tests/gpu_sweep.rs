@@ -7,12 +7,11 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use futures::executor::block_on;
-use m1_engine::backend::{load, run_controller, run_sweep, Device, LoadOptions, Loaded, Sampling};
-use m1_engine::gguf::{read_header, FileSource};
+use m1_engine::backend::{run_controller, run_sweep, Sampling};
 use m1_engine::reason::{Controller, Event, Question, StopReason, Sweep, SweepConfig};
 
 mod common;
-use common::{gpu_or_skip, test_model, SMOLLM};
+use common::{gpu_or_skip, load_on_gpu, test_model, SMOLLM};
 
 #[test]
 fn a_sweep_on_the_gpu_equals_separate_runs() {
@@ -22,14 +21,7 @@ fn a_sweep_on_the_gpu_equals_separate_runs() {
     let Some(gpu) = gpu_or_skip() else {
         return;
     };
-    let mut src = FileSource::open(&path).expect("open");
-    let header = block_on(read_header(&mut src)).expect("header");
-    let options = LoadOptions {
-        context: Some(256),
-        ..LoadOptions::default()
-    };
-    let mut loaded: Loaded =
-        block_on(load(&header, src, Device::Gpu(gpu), options, |_, _| {})).expect("load");
+    let mut loaded = load_on_gpu(&path, gpu);
     let question = Question {
         question: "Is 7 a prime number?".into(),
         context: None,

@@ -53,6 +53,22 @@ pub fn gpu_or_skip() -> Option<m1_engine::gpu::Gpu> {
     }
 }
 
+/// The model at `path` loaded onto `gpu` through `backend::load`, with room for 256
+/// positions (the GPU tests' questions are short).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_on_gpu(path: &std::path::Path, gpu: m1_engine::gpu::Gpu) -> m1_engine::backend::Loaded {
+    use futures::executor::block_on;
+    use m1_engine::backend::{load, Device, LoadOptions};
+    use m1_engine::gguf::{read_header, FileSource};
+    let mut src = FileSource::open(path).expect("open");
+    let header = block_on(read_header(&mut src)).expect("header");
+    let options = LoadOptions {
+        context: Some(256),
+        ..LoadOptions::default()
+    };
+    block_on(load(&header, src, Device::Gpu(gpu), options, |_, _| {})).expect("load")
+}
+
 /// A fixture's JSON array of token ids.
 pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
