@@ -85,8 +85,8 @@ pub fn AnswerPanel(state: AppState) -> impl IntoView {
             {move || (state.running.get()).then(|| view! {
                 <p class="stats muted" data-testid="live-stats">{move || format!(
                     "{} tokens · {}",
-                    state.sampled.get(),
-                    state.live_tokens_per_s().map(|t| format!("{t:.1} tok/s")).unwrap_or("waiting for the first token…".into())
+                    state.clock.sampled.get(),
+                    state.clock.tokens_per_s().map(|t| format!("{t:.1} tok/s")).unwrap_or("waiting for the first token…".into())
                 )}</p>
             })}
         </section>

@@ -310,7 +310,7 @@ pub fn EvaluateView(engine: EngineHandle, state: AppState, sweep: SweepState) ->
         });
         let rate = driving
             .get()
-            .then(|| sweep.tokens_per_s())
+            .then(|| sweep.clock.tokens_per_s())
             .flatten()
             .map(|r| format!(" · {r:.1} tok/s"));
         Some(view! {

@@ -115,10 +115,8 @@ pub struct AppState {
     pub answer_prefix: RwSignal<Option<String>>,
     pub answer: RwSignal<String>,
     pub summary: RwSignal<Option<Summary>>,
-    pub first_token_ms: RwSignal<Option<f64>>,
     pub run_started_ms: RwSignal<f64>,
-    pub sampled: RwSignal<usize>,
-    pub last_token_ms: RwSignal<f64>,
+    pub clock: TokenClock,
     pub expected: RwSignal<Option<String>>,
     /// The options of the run on screen, as sent (letter, text).
     pub asked: RwSignal<Vec<(String, String)>>,
@@ -149,10 +147,8 @@ impl AppState {
             answer_prefix: RwSignal::new(None),
             answer: RwSignal::new(String::new()),
             summary: RwSignal::new(None),
-            first_token_ms: RwSignal::new(None),
             run_started_ms: RwSignal::new(0.0),
-            sampled: RwSignal::new(0),
-            last_token_ms: RwSignal::new(0.0),
+            clock: TokenClock::new(),
             expected: RwSignal::new(None),
             asked: RwSignal::new(Vec::new()),
             last_load: RwSignal::new(None),
@@ -198,8 +194,7 @@ impl AppState {
         self.answer_prefix.set(None);
         self.answer.set(String::new());
         self.summary.set(None);
-        self.first_token_ms.set(None);
-        self.sampled.set(0);
+        self.clock.reset();
     }
 
     pub fn apply(&self, ev: Event) {
@@ -296,7 +291,7 @@ impl AppState {
                     .set(format!("Reading the question ({} tokens)…", tokens.len()));
             }
             ReasonEvent::Think { text, .. } => {
-                self.token_tick(now);
+                self.clock.tick(now);
                 self.think_tokens.update(|n| *n += 1);
                 self.status.set("Thinking…".into());
                 push_text(self.pieces, &text);
@@ -320,7 +315,7 @@ impl AppState {
                 self.status.set("Answering…".into());
             }
             ReasonEvent::Answer { text, .. } => {
-                self.token_tick(now);
+                self.clock.tick(now);
                 self.answer.update(|a| a.push_str(&text));
             }
             ReasonEvent::Done(summary) => {
@@ -333,20 +328,44 @@ impl AppState {
             }
         }
     }
+}
 
-    fn token_tick(&self, now: f64) {
-        if self.first_token_ms.get_untracked().is_none() {
-            self.first_token_ms.set(Some(now));
+/// Tokens sampled in a run and when the first and last arrived, on the UI's own clock: the
+/// live speed of an answer or a sweep.
+#[derive(Clone, Copy)]
+pub struct TokenClock {
+    pub sampled: RwSignal<usize>,
+    first_ms: RwSignal<Option<f64>>,
+    last_ms: RwSignal<f64>,
+}
+
+impl TokenClock {
+    pub fn new() -> Self {
+        Self {
+            sampled: RwSignal::new(0),
+            first_ms: RwSignal::new(None),
+            last_ms: RwSignal::new(0.0),
         }
-        self.sampled.update(|n| *n += 1);
-        self.last_token_ms.set(now);
     }
 
-    /// Decode speed so far, from the UI's own clock.
-    pub fn live_tokens_per_s(&self) -> Option<f64> {
-        let first = self.first_token_ms.get()?;
+    pub fn reset(&self) {
+        self.sampled.set(0);
+        self.first_ms.set(None);
+    }
+
+    pub fn tick(&self, now: f64) {
+        if self.first_ms.get_untracked().is_none() {
+            self.first_ms.set(Some(now));
+        }
+        self.sampled.update(|n| *n += 1);
+        self.last_ms.set(now);
+    }
+
+    /// Tokens per second since the first sampled token.
+    pub fn tokens_per_s(&self) -> Option<f64> {
+        let first = self.first_ms.get()?;
         let n = self.sampled.get();
-        let dt = self.last_token_ms.get() - first;
+        let dt = self.last_ms.get() - first;
         (n > 1 && dt > 0.0).then(|| (n - 1) as f64 * 1000.0 / dt)
     }
 }

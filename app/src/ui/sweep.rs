@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use m1_engine::reason::{BudgetResult, Question, SweepEvent, SweepSummary};
 
 use super::engine::EngineHandle;
-use super::state::now_ms;
+use super::state::{now_ms, TokenClock};
 use crate::protocol::{Request, SweepSettings};
 
 /// A piece of the shared trace as shown.
@@ -35,10 +35,8 @@ pub struct SweepState {
     pub results: RwSignal<Vec<BudgetResult>>,
     pub summary: RwSignal<Option<SweepSummary>>,
     pub think_tokens: RwSignal<usize>,
-    /// Tokens sampled so far (thinking and answers) and when the first and last arrived.
-    pub sampled: RwSignal<usize>,
-    pub first_ms: RwSignal<Option<f64>>,
-    pub last_ms: RwSignal<f64>,
+    /// Tokens sampled so far (thinking and answers).
+    pub clock: TokenClock,
 }
 
 impl SweepState {
@@ -50,9 +48,7 @@ impl SweepState {
             results: RwSignal::new(Vec::new()),
             summary: RwSignal::new(None),
             think_tokens: RwSignal::new(0),
-            sampled: RwSignal::new(0),
-            first_ms: RwSignal::new(None),
-            last_ms: RwSignal::new(0.0),
+            clock: TokenClock::new(),
         }
     }
 
@@ -63,15 +59,14 @@ impl SweepState {
         self.results.set(Vec::new());
         self.summary.set(None);
         self.think_tokens.set(0);
-        self.sampled.set(0);
-        self.first_ms.set(None);
+        self.clock.reset();
     }
 
     pub fn apply(&self, ev: SweepEvent) {
         match ev {
             SweepEvent::Prompt { .. } => {}
             SweepEvent::Think { text, .. } => {
-                self.tick();
+                self.clock.tick(now_ms());
                 self.think_tokens.update(|n| *n += 1);
                 if !text.is_empty() {
                     self.pieces.update(|p| match p.last_mut() {
@@ -100,7 +95,7 @@ impl SweepState {
                 self.answers.update(|a| a.push((first, String::new())));
             }
             SweepEvent::Answer { budget, text, .. } => {
-                self.tick();
+                self.clock.tick(now_ms());
                 self.answers.update(|a| {
                     if let Some((_, t)) = a.iter_mut().rev().find(|(b, _)| *b == budget) {
                         t.push_str(&text);
@@ -122,23 +117,6 @@ impl SweepState {
             self.running.set(false);
             settle(Err(message.to_string()));
         }
-    }
-
-    fn tick(&self) {
-        let now = now_ms();
-        if self.first_ms.get_untracked().is_none() {
-            self.first_ms.set(Some(now));
-        }
-        self.sampled.update(|n| *n += 1);
-        self.last_ms.set(now);
-    }
-
-    /// Tokens per second since the first sampled token, from the UI's clock.
-    pub fn tokens_per_s(&self) -> Option<f64> {
-        let first = self.first_ms.get()?;
-        let n = self.sampled.get();
-        let dt = self.last_ms.get() - first;
-        (n > 1 && dt > 0.0).then(|| (n - 1) as f64 * 1000.0 / dt)
     }
 }
 
