@@ -4,19 +4,26 @@
 //! Which thread runs a task never changes a result: a task writes its own outputs, each
 //! computed in a fixed order. Workers poll for the next job for a while (a model's
 //! products come every few tens of microseconds while it runs; waking a parked thread costs
-//! about as much) and then park. On wasm32 there is one thread (the browser's worker pool
-//! is a separate piece of work), and `run` calls the tasks in order.
+//! about as much) and then park.
+//!
+//! Natively the workers are std threads. A browser has no `std::thread::spawn`: the page
+//! starts Web Workers that share the wasm memory and hands the pool a [`Spawn`] that runs a
+//! worker's body on one of them ([`Pool::with_spawner`]). Where nothing can be spawned (a
+//! wasm build without atomics, a page that is not cross-origin isolated) the pool is the
+//! caller alone and `run` calls the tasks in order.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::thread::Thread;
+
+use crate::clock::now_ms;
 
 /// Most threads a pool starts by default: past this, the products are bound by memory
 /// bandwidth on the machines we know, and each thread adds polling.
 pub const MAX_DEFAULT_THREADS: usize = 16;
 
-/// How long an idle worker polls before it parks.
-const POLL: Duration = Duration::from_micros(500);
+/// How long an idle worker polls before it parks, in ms.
+const POLL_MS: f64 = 0.5;
 
 /// The cursor packs the job's generation, task count and next task: a worker can only claim
 /// a task of the job it read, never one of the next job with the last one's closure.
@@ -25,6 +32,10 @@ const IDX_MASK: u64 = (1 << IDX_BITS) - 1;
 const MAX_TASKS: usize = IDX_MASK as usize;
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// Runs one worker's body on a new thread: natively a std thread; in a browser a Web Worker
+/// that the page starts on the same module and memory.
+pub type Spawn<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>) -> Result<(), String>;
 
 struct Shared {
     /// gen << 2 * IDX_BITS | tasks << IDX_BITS | next.
@@ -35,17 +46,24 @@ struct Shared {
     done: AtomicUsize,
     /// Set by a worker about to park; the caller unparks it.
     sleeping: Vec<AtomicBool>,
+    /// Each worker's handle, set by the worker itself once it runs (a Web Worker starts
+    /// some time after it is spawned; until then the other threads do its share).
+    threads: Vec<OnceLock<Thread>>,
+    /// Workers that have returned (after `stop`).
+    exited: AtomicUsize,
     stop: AtomicBool,
     panicked: AtomicBool,
 }
 
 pub struct Pool {
     shared: Arc<Shared>,
-    workers: Vec<std::thread::Thread>,
-    handles: Vec<std::thread::JoinHandle<()>>,
+    /// Workers spawned (some may not run yet).
+    spawned: usize,
     /// One job at a time; holds the generation.
     call: Mutex<u64>,
 }
+
+static GLOBAL: OnceLock<Arc<Pool>> = OnceLock::new();
 
 thread_local! {
     /// Set while this thread runs a pool task: a nested `run` runs inline.
@@ -53,38 +71,44 @@ thread_local! {
 }
 
 impl Pool {
-    /// A pool of `threads` threads in all, the caller included (at least 1).
+    /// A pool of `threads` threads in all, the caller included (at least 1), on std
+    /// threads (on wasm32 that is the caller alone: std cannot start a thread there).
     pub fn new(threads: usize) -> Self {
-        let threads = if cfg!(target_arch = "wasm32") {
-            1
-        } else {
-            threads.max(1)
-        };
+        Self::with_spawner(threads, &|body| {
+            std::thread::Builder::new()
+                .name("m1-cpu".into())
+                .spawn(body)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// A pool of `threads` threads in all, the caller included, whose workers `spawn`
+    /// starts. A worker that cannot be spawned leaves a smaller pool, whose results are
+    /// the same.
+    pub fn with_spawner(threads: usize, spawn: Spawn<'_>) -> Self {
+        let workers = threads.max(1) - 1;
         let shared = Arc::new(Shared {
             cursor: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             done: AtomicUsize::new(0),
-            sleeping: (1..threads).map(|_| AtomicBool::new(false)).collect(),
+            sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            threads: (0..workers).map(|_| OnceLock::new()).collect(),
+            exited: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
         });
-        let mut handles = Vec::new();
-        for i in 0..threads - 1 {
+        let mut spawned = 0;
+        for i in 0..workers {
             let shared = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new()
-                .name(format!("m1-cpu-{i}"))
-                .spawn(move || worker(&shared, i));
-            match spawned {
-                Ok(h) => handles.push(h),
-                // Fewer threads than asked still computes the same results.
-                Err(_) => break,
+            if spawn(Box::new(move || worker(&shared, i))).is_err() {
+                break;
             }
+            spawned += 1;
         }
-        let workers = handles.iter().map(|h| h.thread().clone()).collect();
         Self {
             shared,
-            workers,
-            handles,
+            spawned,
             call: Mutex::new(0),
         }
     }
@@ -92,13 +116,29 @@ impl Pool {
     /// The pool every model shares unless its options ask for its own: `M1_THREADS`
     /// threads, or one per logical CPU up to [`MAX_DEFAULT_THREADS`].
     pub fn global() -> Arc<Pool> {
-        static GLOBAL: OnceLock<Arc<Pool>> = OnceLock::new();
         Arc::clone(GLOBAL.get_or_init(|| Arc::new(Pool::new(default_threads()))))
+    }
+
+    /// Makes `pool` the one [`Pool::global`] returns (the browser's, on Web Workers);
+    /// gives it back if a global pool exists already.
+    pub fn set_global(pool: Pool) -> Result<(), Pool> {
+        let mut pool = Some(pool);
+        GLOBAL.get_or_init(|| Arc::new(pool.take().expect("taken once")));
+        pool.map_or(Ok(()), Err)
     }
 
     /// Threads in all, the caller included.
     pub fn threads(&self) -> usize {
-        self.handles.len() + 1
+        self.spawned + 1
+    }
+
+    /// Workers running now: a Web Worker counts once it has started.
+    pub fn started(&self) -> usize {
+        self.shared
+            .threads
+            .iter()
+            .filter(|t| t.get().is_some())
+            .count()
     }
 
     /// Calls `f(i)` for every `i` in `0..tasks`, spread over the pool; returns when all
@@ -107,7 +147,7 @@ impl Pool {
         if tasks == 0 {
             return;
         }
-        if self.handles.is_empty() || tasks == 1 || IN_TASK.with(|t| t.get()) {
+        if self.spawned == 0 || tasks == 1 || IN_TASK.with(|t| t.get()) {
             (0..tasks).for_each(f);
             return;
         }
@@ -124,9 +164,12 @@ impl Pool {
             *gen << (2 * IDX_BITS) | (tasks as u64) << IDX_BITS,
             Ordering::SeqCst,
         );
-        for (flag, thread) in s.sleeping.iter().zip(&self.workers) {
+        for (flag, thread) in s.sleeping.iter().zip(&s.threads) {
             if flag.swap(false, Ordering::SeqCst) {
-                thread.unpark();
+                // A worker sets its flag only after its handle.
+                if let Some(t) = thread.get() {
+                    t.unpark();
+                }
             }
         }
         IN_TASK.with(|t| t.set(true));
@@ -177,12 +220,14 @@ fn work(s: &Shared, gen: u64) -> Result<(), ()> {
 
 fn worker(s: &Shared, index: usize) {
     IN_TASK.with(|t| t.set(true));
+    let _ = s.threads[index].set(std::thread::current());
     let mut seen = 0u64;
     loop {
-        let start = Instant::now();
+        let start = now_ms();
         let mut polls = 0u32;
         let gen = loop {
             if s.stop.load(Ordering::Relaxed) {
+                s.exited.fetch_add(1, Ordering::Release);
                 return;
             }
             let gen = s.cursor.load(Ordering::Acquire) >> (2 * IDX_BITS);
@@ -190,7 +235,7 @@ fn worker(s: &Shared, index: usize) {
                 break gen;
             }
             polls += 1;
-            if !polls.is_multiple_of(64) || start.elapsed() < POLL {
+            if !polls.is_multiple_of(64) || now_ms() - start < POLL_MS {
                 std::hint::spin_loop();
                 continue;
             }
@@ -208,13 +253,19 @@ fn worker(s: &Shared, index: usize) {
 }
 
 impl Drop for Pool {
+    /// Stops the workers and waits for those that run (one not started yet returns at
+    /// once when it does: it finds `stop` set).
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for t in &self.workers {
-            t.unpark();
-        }
-        for h in self.handles.drain(..) {
-            let _ = h.join();
+        let s = &*self.shared;
+        s.stop.store(true, Ordering::SeqCst);
+        loop {
+            let running = s.threads.iter().filter_map(OnceLock::get);
+            let started = running.clone().count();
+            running.for_each(Thread::unpark);
+            if s.exited.load(Ordering::Acquire) >= started {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 }
