@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::serve::{self, CSP, MIME_TYPES};
+use crate::serve::{self, CSP, ISOLATION, MIME_TYPES};
 use crate::{root, step, tools};
 
 /// The hosting guide, kept beside this file and copied into every site.
@@ -327,6 +327,9 @@ pub fn static_headers(csp: &str, wasm: &[String]) -> String {
         "/*\n  Content-Security-Policy: {csp}\n  X-Content-Type-Options: nosniff\n  \
          Cache-Control: no-cache\n"
     );
+    for (k, v) in ISOLATION {
+        s += &format!("  {k}: {v}\n");
+    }
     s += "\n# WebAssembly compiles while it downloads only when served as application/wasm.\n";
     for w in wasm {
         s += &format!("/{w}\n  Content-Type: application/wasm\n");
@@ -340,11 +343,15 @@ pub fn static_headers(csp: &str, wasm: &[String]) -> String {
 /// models' location repeats them.
 pub fn nginx_conf(csp: &str) -> String {
     let headers = |cache: &str| {
-        format!(
+        let mut h = format!(
             "add_header Content-Security-Policy \"{csp}\" always;\n    \
              add_header X-Content-Type-Options \"nosniff\" always;\n    \
              add_header Cache-Control \"{cache}\" always;"
-        )
+        );
+        for (k, v) in ISOLATION {
+            h += &format!("\n    add_header {k} \"{v}\" always;");
+        }
+        h
     };
     let types: String = MIME_TYPES
         .iter()
@@ -385,6 +392,10 @@ pub fn nginx_conf(csp: &str) -> String {
 
 /// Apache httpd's `.htaccess` (needs mod_headers and `AllowOverride FileInfo`).
 pub fn htaccess(csp: &str) -> String {
+    let isolation: String = ISOLATION
+        .iter()
+        .map(|(k, v)| format!("Header always set {k} \"{v}\"\n"))
+        .collect();
     let types: String = MIME_TYPES
         .iter()
         .filter(|(ext, _)| *ext != "html")
@@ -400,7 +411,8 @@ pub fn htaccess(csp: &str) -> String {
          # the app's file names never change between versions (sw.js included).\n\
          Header always set Content-Security-Policy \"{csp}\"\n\
          Header always set X-Content-Type-Options \"nosniff\"\n\
-         Header always set Cache-Control \"no-cache\"\n\n\
+         Header always set Cache-Control \"no-cache\"\n\
+         {isolation}\n\
          # Models: no compression, which would break byte ranges.\n\
          <FilesMatch \"\\.gguf$\">\n    \
          SetEnv no-gzip 1\n    \
@@ -513,6 +525,21 @@ mod tests {
             "Header always set Content-Security-Policy \"{CSP}\"\n"
         )));
         assert!(a.contains("AddType application/wasm .wasm\n"), "{a}");
+        // Cross-origin isolation on every response (the CPU path's threads need it); nginx
+        // repeats it in the models' location, as it must every add_header.
+        for (k, v) in ISOLATION {
+            assert!(h.contains(&format!("  {k}: {v}\n")), "{h}");
+            assert_eq!(
+                n.matches(&format!("add_header {k} \"{v}\" always;"))
+                    .count(),
+                2,
+                "{n}"
+            );
+            assert!(
+                a.contains(&format!("Header always set {k} \"{v}\"\n")),
+                "{a}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 use crate::sh;
-use crate::{models, root, step, tools};
+use crate::{models, root, step, threaded, tools};
 
 /// The page's Content-Security-Policy, the one source of it: this server sends it, and
 /// `cargo xtask dist` writes it into the header files of the static hosts (index.html's
@@ -21,6 +21,15 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
 style-src 'self'; img-src 'self' data: blob:; connect-src 'self' https:; worker-src 'self'; \
 object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// Cross-origin isolation: with these two headers the browser lets the page's workers share
+/// memory, which the CPU path's threads need (without them the page runs one thread). The
+/// cost: every resource from another origin must allow it (CORS or
+/// Cross-Origin-Resource-Policy), as the model hosts the page fetches from do (CORS).
+pub const ISOLATION: [(&str, &str); 2] = [
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Embedder-Policy", "require-corp"),
+];
+
 #[derive(Debug, PartialEq)]
 struct Options {
     port: u16,
@@ -28,6 +37,8 @@ struct Options {
     extra_models: Vec<PathBuf>,
     /// A folder from `cargo xtask dist`, served as it is.
     dir: Option<PathBuf>,
+    /// Send the [`ISOLATION`] headers (off: how a host without them serves the page).
+    isolation: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -36,6 +47,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         build: true,
         extra_models: Vec::new(),
         dir: None,
+        isolation: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -47,6 +59,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| format!("--port: not a port number: {v}"))?;
             }
             "--no-build" => o.build = false,
+            "--no-isolation" => o.isolation = false,
             "--models" => o
                 .extra_models
                 .push(PathBuf::from(it.next().ok_or("--models needs a folder")?)),
@@ -66,7 +79,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
-    let site = match o.dir {
+    let mut site = match o.dir {
         Some(dir) => Site::folder(dir),
         None => {
             if o.build {
@@ -79,6 +92,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             Site::new(dirs)
         }
     };
+    site.isolation = o.isolation;
     let port = o.port;
     let server = start(&site, port)?;
     println!("\nm1 is served at http://127.0.0.1:{port}/  (Ctrl-C to stop)");
@@ -87,10 +101,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|_| "the server thread panicked".to_string())
 }
 
-/// `trunk build --release` of the UI and worker into dist/.
+/// `trunk build --release` of the UI and worker into dist/, then the threaded worker.
 pub fn build_app() -> Result<(), String> {
     step("building the app (trunk build --release)");
-    sh::run("trunk", &["build", "--release", "--offline"])
+    sh::run("trunk", &["build", "--release", "--offline"])?;
+    threaded::build(&root().join("dist"))
 }
 
 /// What is served: dist/ at `/`, and `/models/` from one or more folders (the app's own
@@ -100,6 +115,8 @@ pub fn build_app() -> Result<(), String> {
 pub struct Site {
     pub dist: PathBuf,
     pub model_dirs: Vec<PathBuf>,
+    /// Every response carries the [`ISOLATION`] headers.
+    pub isolation: bool,
 }
 
 impl Site {
@@ -107,6 +124,7 @@ impl Site {
         Self {
             dist: root().join("dist"),
             model_dirs,
+            isolation: true,
         }
     }
 
@@ -115,6 +133,7 @@ impl Site {
         Self {
             dist: dir,
             model_dirs: Vec::new(),
+            isolation: true,
         }
     }
 }
@@ -155,7 +174,11 @@ fn handle(site: &Site, req: Request) {
     }
     if path == "/models/index.json" && !site.model_dirs.is_empty() {
         let body = model_index(site);
-        let _ = req.respond(with_common(Response::from_string(body), "application/json"));
+        let _ = req.respond(with_common(
+            Response::from_string(body),
+            "application/json",
+            site.isolation,
+        ));
         return;
     }
     let file = match path.strip_prefix("/models/") {
@@ -171,10 +194,15 @@ fn handle(site: &Site, req: Request) {
         }
     };
     match file {
-        Some(f) => serve_file(req, &f),
+        Some(f) => serve_file(req, &f, site.isolation),
         None => {
             let _ = req.respond(
-                with_common(Response::from_string("not found"), "text/plain").with_status_code(404),
+                with_common(
+                    Response::from_string("not found"),
+                    "text/plain",
+                    site.isolation,
+                )
+                .with_status_code(404),
             );
         }
     }
@@ -206,7 +234,7 @@ pub fn index_json<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> String
     format!("[{}]", items.join(","))
 }
 
-fn serve_file(req: Request, path: &Path) {
+fn serve_file(req: Request, path: &Path, isolation: bool) {
     let Ok(mut f) = fs::File::open(path) else {
         let _ = req.respond(Response::empty(404));
         return;
@@ -240,7 +268,7 @@ fn serve_file(req: Request, path: &Path) {
         Box::new(f.take(n))
     };
     let mut resp = Response::new(StatusCode(status), vec![], body, Some(n as usize), None);
-    resp = with_common(resp, ctype).with_header(header("Accept-Ranges", "bytes"));
+    resp = with_common(resp, ctype, isolation).with_header(header("Accept-Ranges", "bytes"));
     if status == 206 {
         resp = resp.with_header(header(
             "Content-Range",
@@ -276,11 +304,18 @@ fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     })
 }
 
-fn with_common<R: Read>(resp: Response<R>, ctype: &str) -> Response<R> {
-    resp.with_header(header("Content-Type", ctype))
+fn with_common<R: Read>(resp: Response<R>, ctype: &str, isolation: bool) -> Response<R> {
+    let mut resp = resp
+        .with_header(header("Content-Type", ctype))
         .with_header(header("Content-Security-Policy", CSP))
         .with_header(header("X-Content-Type-Options", "nosniff"))
-        .with_header(header("Cache-Control", "no-cache"))
+        .with_header(header("Cache-Control", "no-cache"));
+    if isolation {
+        for (k, v) in ISOLATION {
+            resp = resp.with_header(header(k, v));
+        }
+    }
+    resp
 }
 
 fn header(k: &str, v: &str) -> Header {
