@@ -20,6 +20,9 @@ pub enum Request {
         /// path; for measuring and testing the kernels in a browser without a GPU.
         #[serde(default)]
         force_gpu: bool,
+        /// At most this many threads on the CPU path (`?threads=N`; default one per core).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threads: Option<usize>,
     },
     /// Load a model; any model already loaded is released first.
     Load {
@@ -227,7 +230,28 @@ pub enum DeviceInfo {
         reason: String,
         #[serde(default)]
         adapter: Option<AdapterReport>,
+        #[serde(default)]
+        threads: CpuThreads,
     },
+}
+
+/// The threads the CPU path computes on in the browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuThreads {
+    /// Threads in all, the engine worker's own included.
+    pub threads: usize,
+    /// Why there are fewer than the cores, where there are.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Default for CpuThreads {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            note: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,9 +296,21 @@ mod tests {
         let r = Request::Init {
             force_cpu: true,
             force_gpu: false,
+            threads: None,
         };
         let j = r.to_json();
         assert_eq!(j, r#"{"type":"init","force_cpu":true,"force_gpu":false}"#);
+        assert_eq!(serde_json::from_str::<Request>(&j).ok(), Some(r));
+        let r = Request::Init {
+            force_cpu: true,
+            force_gpu: false,
+            threads: Some(1),
+        };
+        let j = r.to_json();
+        assert_eq!(
+            j,
+            r#"{"type":"init","force_cpu":true,"force_gpu":false,"threads":1}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&j).ok(), Some(r));
         let ask = Request::Ask {
             question: Question {
@@ -304,6 +340,10 @@ mod tests {
             device: DeviceInfo::Cpu {
                 reason: "navigator.gpu is missing".into(),
                 adapter: None,
+                threads: CpuThreads {
+                    threads: 2,
+                    note: None,
+                },
             },
         };
         let j = e.to_json();

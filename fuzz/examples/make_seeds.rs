@@ -30,8 +30,8 @@ mod seeds {
 
     use m1_app::cache_index::{Index, PartialRecord};
     use m1_app::protocol::{
-        AskSettings, CacheEntry, DeviceInfo, ErrorKind, Event, GpuMemory, LoadSource, ModelInfo,
-        Phase, Request, RunStats, SweepSettings, WorkerMemory,
+        AskSettings, CacheEntry, CpuThreads, DeviceInfo, ErrorKind, Event, GpuMemory, LoadSource,
+        ModelInfo, Phase, Request, RunStats, SweepSettings, WorkerMemory,
     };
     use m1_engine::backend::Sampling;
     use m1_engine::gguf::{parse, Array, GgmlType, Header, Layout, TensorSpec, Value};
@@ -827,6 +827,7 @@ mod seeds {
             Request::Init {
                 force_cpu: true,
                 force_gpu: false,
+                threads: Some(2),
             },
             Request::Load {
                 source: LoadSource::Url {
@@ -900,6 +901,10 @@ mod seeds {
                 device: DeviceInfo::Cpu {
                     reason: "no gpu".into(),
                     adapter: Some(adapter),
+                    threads: CpuThreads {
+                        threads: 1,
+                        note: Some("one thread: not isolated".into()),
+                    },
                 },
             },
             Event::Progress {

@@ -4,7 +4,10 @@
 //
 //   cargo xtask serve --port 8090 --models .cache/models      # in another terminal
 //   cd tests && M1_BASE_URL=http://127.0.0.1:8090 node bench/browser.mjs \
-//       [--gpu | --cpu] [--model NAME-PREFIX] [--budget N] [--sample I] [--json]
+//       [--gpu | --cpu] [--threads N] [--model NAME-PREFIX] [--budget N] [--sample I] [--json]
+//
+// --threads N caps the CPU path's threads (the page's ?threads=N); without it the page uses
+// one per core where it is cross-origin isolated (`serve` sends the headers), else one.
 //
 // It measures; it asserts nothing (speed goals are read from its figures, not enforced as
 // timed tests). On this project's CI-class machine the adapter is SwiftShader (software).
@@ -20,6 +23,7 @@ const device = args.includes('--cpu') ? 'cpu' : args.includes('--gpu') ? 'gpu' :
 const model = opt('model', 'Qwen2.5-Coder-0.5B');
 const budget = parseInt(opt('budget', '64'), 10);
 const sample = opt('sample', '2');
+const threads = opt('threads', null);
 
 /** Proportional set size of every process whose command line names `marker`, in bytes. */
 function pssOf(marker) {
@@ -43,12 +47,14 @@ try {
   const params = new URLSearchParams({ budget: String(budget), max_answer: '32' });
   if (device === 'gpu') params.set('gpu', '1');
   if (device === 'cpu') params.set('cpu', '1');
+  if (threads) params.set('threads', threads);
   await b.page.goto(`${BASE}/?${params}`);
   await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
   const engine = (await b.page.getByTestId('engine-status').textContent()).trim();
   await b.page.getByText('About this device').click();
   const adapter = (await b.page.getByTestId('adapter-name').textContent().catch(() => '')).trim();
   const backend = (await b.page.getByTestId('device-backend').textContent()).replace(/^Backend:\s*/, '').trim();
+  const cpuThreads = await b.page.getByTestId('cpu-threads').getAttribute('data-threads', { timeout: 1000 }).catch(() => null);
 
   const t0 = Date.now();
   await b.page.getByRole('button', { name: new RegExp(`^Load ${model}`, 'i') }).first().click();
@@ -77,6 +83,7 @@ try {
     engine,
     backend,
     adapter,
+    cpu_threads: cpuThreads === null ? null : Number(cpuThreads),
     model: (await b.page.getByTestId('loaded-model').locator('strong').textContent()).trim(),
     load_s: loadS,
     load_wall_s: loadWallS,

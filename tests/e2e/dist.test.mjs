@@ -1,6 +1,7 @@
 // The site `cargo xtask dist` writes, served by a plain static server that is not ours
 // (npm's http-server, with its defaults: it answers Range requests and knows .wasm), answers
-// a question in Chromium on the CPU path with the one model the folder was given.
+// a question in Chromium on the CPU path with the one model the folder was given, on one
+// thread (the server sends no cross-origin isolation headers).
 // `cargo xtask test` writes the folder from its own build and sets M1_DIST_DIR; by hand:
 //   cargo xtask dist --no-build --out /tmp/site --model .cache/models/smollm2-135m-instruct-q4_1.gguf
 //   M1_DIST_DIR=/tmp/site node --test e2e/dist.test.mjs
@@ -58,6 +59,14 @@ test('a dist folder on a plain static server answers a question', {
 
     await b.page.goto(`${base}/?cpu=1&budget=16&max_answer=8`);
     await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+    // http-server sends no COOP/COEP: the page is not isolated, so it runs the
+    // single-threaded engine and says why (threads.test.mjs is the isolated case).
+    if (!process.env.M1_DIST_BASE) {
+      assert.equal(await b.page.evaluate(() => crossOriginIsolated), false);
+      const threads = b.page.getByTestId('cpu-threads');
+      assert.equal(await threads.getAttribute('data-threads'), '1');
+      assert.match(await threads.textContent(), /not cross-origin isolated/);
+    }
     // The folder's list is the model it was given: models.json's entries whose files were
     // not copied (the m1 slot, the demo model) are not offered.
     const load = b.page.getByRole('button', { name: `Load ${MODEL}` });

@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use crate::sh::{cmd, output, run};
+use crate::tools::{self, NIGHTLY};
 use crate::{root, step};
 
 const USAGE: &str = "\
@@ -130,14 +131,8 @@ fn all_targets() -> Result<Vec<String>, String> {
 /// A nightly toolchain and cargo-fuzz, installed only when missing.
 fn ensure_fuzz_tools() -> Result<(), String> {
     step("checking fuzz tools (nightly, cargo-fuzz)");
-    let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
-    if !toolchains.lines().any(|t| t.starts_with("nightly")) {
-        run(
-            "rustup",
-            &["toolchain", "install", "nightly", "--profile", "minimal"],
-        )?;
-    }
-    if output("cargo", &["+nightly", "fuzz", "--version"]).is_none() {
+    tools::ensure_nightly(&[])?;
+    if output("cargo", &[&format!("+{NIGHTLY}"), "fuzz", "--version"]).is_none() {
         run("cargo", &["install", "cargo-fuzz", "--locked"])?;
     }
     println!("ready");
@@ -149,8 +144,9 @@ fn cargo_fuzz(subcommand: &str, target: &str) -> Vec<String> {
     // No sanitizer: the code is safe Rust, where ASan finds little and costs half the
     // executions; bounds come from the harness's allocator and libFuzzer's RSS limit.
     // cargo-fuzz's default build keeps debug assertions, so integer overflow panics.
+    let toolchain = format!("+{NIGHTLY}");
     [
-        "+nightly",
+        toolchain.as_str(),
         "fuzz",
         subcommand,
         "--fuzz-dir",

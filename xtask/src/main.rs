@@ -8,6 +8,7 @@ mod models;
 mod serve;
 mod sh;
 mod test;
+mod threaded;
 mod tools;
 
 use std::path::PathBuf;
@@ -17,10 +18,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  serve [--port N] [--no-build] [--models DIR]...
+  serve [--port N] [--no-build] [--models DIR]... [--no-isolation]
                                   install what is missing, build the app with Trunk and
                                   serve it on http://127.0.0.1:8080 (default model included);
-                                  --models offers the GGUF files of more folders too
+                                  --models offers the GGUF files of more folders too;
+                                  --no-isolation leaves out COOP/COEP (the CPU path then
+                                  runs on one thread, as on a host without them)
   serve --dir DIR [--port N]      serve a folder written by `dist` as it is (no build)
   dist [--out DIR] [--model FILE.gguf]... [--no-build]
                                   write the app as a folder any static server with HTTP

@@ -10,6 +10,9 @@ pub const TRUNK: &str = "0.21.14";
 pub const BINARYEN: &str = "132";
 /// The browser target the engine and the app are built for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The nightly toolchain of the threaded worker (`build-std`) and of the fuzzers
+/// (cargo-fuzz): pinned, so a new nightly cannot break a build that passed.
+pub const NIGHTLY: &str = "nightly-2026-05-20";
 const APT_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
@@ -17,13 +20,15 @@ const APT_PACKAGES: &[&str] = &[
     "libvulkan1",
 ];
 
-/// What `serve` needs: the wasm target, wasm-bindgen, Trunk and wasm-opt.
+/// What `serve` needs: the wasm target, the pinned nightly with std's source (the threaded
+/// worker), wasm-bindgen, Trunk and wasm-opt.
 pub fn ensure_build_tools() -> Result<(), String> {
     step("checking build tools");
     let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !targets.lines().any(|t| t == WASM_TARGET) {
         run("rustup", &["target", "add", WASM_TARGET])?;
     }
+    ensure_nightly(&["rust-src"])?;
     let wb = output("wasm-bindgen", &["--version"]).unwrap_or_default();
     if !wb.contains(WASM_BINDGEN) {
         // Not --locked: its lockfile pins a crate version the registry no longer serves.
@@ -57,8 +62,29 @@ pub fn ensure_build_tools() -> Result<(), String> {
             ],
         )?;
     }
-    println!("wasm-bindgen {WASM_BINDGEN}, trunk {TRUNK}, wasm-opt {BINARYEN}: ready");
+    println!(
+        "{NIGHTLY} (rust-src), wasm-bindgen {WASM_BINDGEN}, trunk {TRUNK}, wasm-opt {BINARYEN}: ready"
+    );
     Ok(())
+}
+
+/// [`NIGHTLY`] with `components`, installed (minimal profile) where missing.
+pub fn ensure_nightly(components: &[&str]) -> Result<(), String> {
+    let toolchain = format!("+{NIGHTLY}");
+    let installed = output("rustup", &[&toolchain, "component", "list", "--installed"]);
+    let have = installed.unwrap_or_default();
+    if components
+        .iter()
+        .all(|c| have.lines().any(|l| l.starts_with(c)))
+        && !have.is_empty()
+    {
+        return Ok(());
+    }
+    let mut args = vec!["toolchain", "install", NIGHTLY, "--profile", "minimal"];
+    for c in components {
+        args.extend(["--component", c]);
+    }
+    run("rustup", &args)
 }
 
 /// What the test suite needs beyond the build tools: Chromium, its driver and Mesa's

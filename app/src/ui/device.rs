@@ -27,6 +27,14 @@ fn run_line(s: &RunStats) -> String {
     parts.join(" · ")
 }
 
+/// "Threads: 2", or "Threads: 1 (the page is not cross-origin isolated …)".
+fn threads_line(threads: usize, note: Option<&str>) -> String {
+    match note {
+        Some(n) => format!("Threads: {threads} ({n})"),
+        None => format!("Threads: {threads}"),
+    }
+}
+
 #[component]
 pub fn DevicePanel(
     device: ReadSignal<Option<DeviceInfo>>,
@@ -42,9 +50,12 @@ pub fn DevicePanel(
             })}
             {move || match device.get() {
                 None => view! { <p>"Looking for a GPU…"</p> }.into_any(),
-                Some(DeviceInfo::Cpu { reason, adapter }) => view! {
+                Some(DeviceInfo::Cpu { reason, adapter, threads }) => view! {
                     <p data-testid="device-backend">"Backend: CPU (WebAssembly)"</p>
                     <p data-testid="device-reason">{reason}</p>
+                    <p data-testid="cpu-threads" data-threads=threads.threads.to_string()>
+                        {threads_line(threads.threads, threads.note.as_deref())}
+                    </p>
                     {adapter.map(|a| view! {
                         <p class="muted">{format!(
                             "Passed-over adapter: {} · max storage binding {} · shader-f16 {}",

@@ -11,6 +11,23 @@ use crate::protocol::{ErrorKind, Event, Request};
 
 /// Trunk builds the worker binary with this loader shim (see index.html).
 const WORKER_URL: &str = "./worker_loader.js";
+/// The same worker built with atomics (`cargo xtask` builds it after Trunk): its memory is
+/// shared, which a browser allows only on a cross-origin isolated page, where it is the one
+/// whose CPU path runs on several threads.
+const THREADED_WORKER_URL: &str = "./worker-mt_loader.js";
+
+/// The threaded engine where the page may share memory, else the single-threaded one.
+fn worker_url() -> &'static str {
+    let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if isolated {
+        THREADED_WORKER_URL
+    } else {
+        WORKER_URL
+    }
+}
 
 /// Cloneable and `Send` so Leptos closures may hold it; the wrapper's thread check is
 /// moot in the browser's single-threaded main thread.
@@ -22,7 +39,7 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the worker; `on_event` receives every event, including startup failures.
     pub fn spawn(on_event: impl Fn(Event) + 'static) -> Result<Self, String> {
-        let worker = Worker::new(WORKER_URL)
+        let worker = Worker::new(worker_url())
             .map_err(|e| format!("the engine worker could not start: {e:?}"))?;
         let on_event = Rc::new(on_event);
         let sink = on_event.clone();

@@ -104,6 +104,7 @@ pub fn App() -> impl IntoView {
     };
     let force_cpu = param(&q, "cpu").is_some_and(|v| v != "0");
     let force_gpu = param(&q, "gpu").is_some_and(|v| v != "0");
+    let threads = param(&q, "threads").and_then(|v| v.parse::<usize>().ok());
     let state = AppState::new();
     let sweep = SweepState::new();
     let draft = QuestionDraft::new();
@@ -128,6 +129,7 @@ pub fn App() -> impl IntoView {
                     engine.send(&Request::Init {
                         force_cpu,
                         force_gpu,
+                        threads,
                     });
                     engine.send(&Request::ListCache {});
                 }

@@ -206,9 +206,19 @@ impl AppState {
                         format!("Engine ready on WebGPU ({})", adapter.name)
                     }
                     DeviceInfo::Cpu {
-                        adapter: Some(_), ..
-                    } => "Engine ready on the CPU (only a software WebGPU adapter)".to_string(),
-                    DeviceInfo::Cpu { .. } => "Engine ready on the CPU (no WebGPU)".to_string(),
+                        adapter, threads, ..
+                    } => format!(
+                        "Engine ready on the CPU, {} ({})",
+                        match threads.threads {
+                            1 => "one thread".to_string(),
+                            n => format!("{n} threads"),
+                        },
+                        if adapter.is_some() {
+                            "only a software WebGPU adapter"
+                        } else {
+                            "no WebGPU"
+                        }
+                    ),
                 });
                 self.device.set(Some(device));
             }

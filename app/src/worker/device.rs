@@ -3,36 +3,40 @@
 //! A lost device is dropped and reported; the next load ("Reload the model") opens a new one.
 
 use m1_engine::backend::Device;
-use m1_engine::gpu::{Gpu, GpuError, GpuOptions};
+use m1_engine::gpu::{AdapterReport, Gpu, GpuError, GpuOptions};
 use wasm_bindgen::prelude::*;
 
-use super::{js, post_error, with_state};
+use super::{js, post_error, threads, with_state};
 use crate::protocol::{DeviceInfo, ErrorKind};
 
 /// WebGPU where the browser offers a hardware adapter (its device kept for the loads), else
-/// the CPU path with the reason.
-pub async fn probe(force_cpu: bool, force_gpu: bool) -> DeviceInfo {
+/// the CPU path with the reason, on as many threads as the page allows.
+pub async fn probe(force_cpu: bool, force_gpu: bool, threads: Option<usize>) -> DeviceInfo {
+    match gpu_or_why_not(force_cpu, force_gpu).await {
+        Ok(adapter) => DeviceInfo::WebGpu { adapter },
+        Err((reason, adapter)) => DeviceInfo::Cpu {
+            reason,
+            adapter,
+            threads: threads::start(threads).await,
+        },
+    }
+}
+
+/// The kept GPU's adapter, or why the CPU path runs (and the adapter passed over).
+async fn gpu_or_why_not(
+    force_cpu: bool,
+    force_gpu: bool,
+) -> Result<AdapterReport, (String, Option<AdapterReport>)> {
     if force_cpu {
-        return DeviceInfo::Cpu {
-            reason: "the CPU path was requested".into(),
-            adapter: None,
-        };
+        return Err(("the CPU path was requested".into(), None));
     }
     if !has_navigator_gpu() {
-        return DeviceInfo::Cpu {
-            reason: "this browser does not offer WebGPU (navigator.gpu is missing)".into(),
-            adapter: None,
-        };
+        return Err((
+            "this browser does not offer WebGPU (navigator.gpu is missing)".into(),
+            None,
+        ));
     }
-    let gpu = match open().await {
-        Ok(gpu) => gpu,
-        Err(e) => {
-            return DeviceInfo::Cpu {
-                reason: e.to_string(),
-                adapter: None,
-            }
-        }
-    };
+    let gpu = open().await.map_err(|e| (e.to_string(), None))?;
     let mut adapter = gpu.report.clone();
     if adapter.name.is_empty() {
         adapter.name = browser_adapter_label()
@@ -46,13 +50,10 @@ pub async fn probe(force_cpu: bool, force_gpu: bool) -> DeviceInfo {
             "the only WebGPU adapter is a software one ({}), slower than the CPU path; add ?gpu=1 to use it anyway",
             adapter.name
         );
-        return DeviceInfo::Cpu {
-            reason,
-            adapter: Some(adapter),
-        };
+        return Err((reason, Some(adapter)));
     }
     keep(gpu);
-    DeviceInfo::WebGpu { adapter }
+    Ok(adapter)
 }
 
 /// The device a load runs on: the CPU when the probe chose it, else the probe's GPU, or a

@@ -13,6 +13,7 @@ mod js;
 mod load;
 mod session;
 mod source;
+mod threads;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -110,8 +111,9 @@ async fn handle(req: Request, file: Option<File>) {
         Request::Init {
             force_cpu,
             force_gpu,
+            threads,
         } => {
-            let device = device::probe(force_cpu, force_gpu).await;
+            let device = device::probe(force_cpu, force_gpu, threads).await;
             with_state(|s| s.device = Some(device.clone()));
             post(&Event::Ready { device });
         }
