@@ -10,15 +10,18 @@
 //! by the converter), so neither do we.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use thiserror::Error;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::models::ModelWrapper;
+use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::{AddedToken, PreTokenizedString, SplitDelimiterBehavior, TokenizerImpl};
 
 use crate::gguf::{Array, GgufError, Metadata};
 
@@ -184,7 +187,61 @@ impl PreTokenizer {
     pub fn by_hf(split: HfSplit<'_>) -> Option<&'static Self> {
         PRE_TOKENIZERS.iter().find(|p| p.hf == Some(split))
     }
+
+    /// This type's regexes, compiled once per process: compiling them takes ~4 ms, more
+    /// than the rest of building a tokenizer (the fuzzer builds thousands a second), and
+    /// `Split`'s `Clone` compiles again, so tokenizers share them by reference.
+    fn splits(&'static self) -> Result<&'static [Split], TokenizerError> {
+        static COMPILED: [OnceLock<Vec<Split>>; PRE_TOKENIZERS.len()] =
+            [const { OnceLock::new() }; PRE_TOKENIZERS.len()];
+        let index = PRE_TOKENIZERS
+            .iter()
+            .position(|p| std::ptr::eq(p, self))
+            .expect("a PreTokenizer comes from PRE_TOKENIZERS");
+        if let Some(splits) = COMPILED[index].get() {
+            return Ok(splits);
+        }
+        let splits = self
+            .regexes
+            .iter()
+            .map(|re| {
+                Split::new(
+                    SplitPattern::Regex((*re).to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(|e| TokenizerError::Build(format!("regex {re:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(COMPILED[index].get_or_init(|| splits))
+    }
 }
+
+/// The pre-tokenizer a tokenizer runs: its type's regexes in order (shared, see
+/// [`PreTokenizer::splits`]), then `ByteLevel`, which only maps bytes to characters since
+/// the regexes already split.
+pub(crate) struct PreTokenize {
+    splits: &'static [Split],
+    byte_level: ByteLevel,
+}
+
+impl tokenizers::PreTokenizer for PreTokenize {
+    fn pre_tokenize(&self, pieces: &mut PreTokenizedString) -> tokenizers::Result<()> {
+        for split in self.splits {
+            split.pre_tokenize(pieces)?;
+        }
+        self.byte_level.pre_tokenize(pieces)
+    }
+}
+
+/// The Hugging Face tokenizer with our pre-tokenizer in place of its wrapper enum.
+pub(crate) type HfTokenizer = TokenizerImpl<
+    ModelWrapper,
+    NormalizerWrapper,
+    PreTokenize,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
 
 /// "qwen2, llama-bpe, smollm, gpt-2, default": the names [`PRE_TOKENIZERS`] knows.
 fn pre_tokenizer_names() -> String {
@@ -224,7 +281,7 @@ const EOG_TEXTS: &[&str] = &[
 ];
 
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: HfTokenizer,
     vocab_size: usize,
     types: Vec<TokenType>,
     /// Raw bytes of every token, concatenated; `offsets[i]..offsets[i + 1]` is token i.
@@ -309,21 +366,11 @@ impl Tokenizer {
             .build()
             .map_err(|e| TokenizerError::Build(e.to_string()))?;
 
-        let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(pre_type.regexes.len() + 1);
-        for re in pre_type.regexes {
-            let split = Split::new(
-                SplitPattern::Regex((*re).to_string()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| TokenizerError::Build(format!("regex {re:?}: {e}")))?;
-            steps.push(split.into());
-        }
-        // The regexes above already split; ByteLevel only maps bytes to characters.
-        steps.push(ByteLevel::new(false, false, false).into());
-
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(Sequence::new(steps)));
+        let mut inner = HfTokenizer::new(bpe.into());
+        inner.with_pre_tokenizer(Some(PreTokenize {
+            splits: pre_type.splits()?,
+            byte_level: ByteLevel::new(false, false, false),
+        }));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
 
         // Control and unknown tokens are special (skipped when not parsing specials);
@@ -490,7 +537,7 @@ impl Tokenizer {
     }
 
     /// The underlying HF tokenizer.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
+    pub(crate) fn inner(&self) -> &HfTokenizer {
         &self.inner
     }
 }

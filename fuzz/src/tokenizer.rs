@@ -12,10 +12,10 @@ use m1_engine::tokenizer::{StreamDecoder, Tokenizer};
 /// short enough to keep the executions coming (each input encodes it three or four times).
 pub const MAX_TEXT: usize = 1024;
 
-/// The campaign's input limit for [`tokenizer`] (`-max_len`): building the tokenizer
-/// compiles its pre-tokenizer regexes (~4 ms, whatever the vocabulary) and a vocabulary of
-/// a few thousand tokens is as hostile as one of 100k, so 64 KB inputs keep it near the
-/// compile's pace.
+/// The campaign's input limit for [`tokenizer`] (`-max_len`): a vocabulary of a few
+/// thousand tokens is as hostile as one of 100k, and building a tokenizer costs in
+/// proportion to its vocabulary (the pre-tokenizer regexes are compiled once per process),
+/// so 64 KB inputs keep the executions coming.
 pub const TOKENIZER_MAX_INPUT: usize = 64 << 10;
 
 /// Input: a GGUF (its metadata holds the vocabulary; tensors are not needed and the file
