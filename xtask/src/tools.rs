@@ -119,11 +119,12 @@ pub fn ensure_test_system_packages() -> Result<(), String> {
 }
 
 /// The npm packages of the browser tests (playwright-core, never its browser downloads;
-/// http-server, the plain static server a dist folder is tested on).
+/// http-server, the plain static server a dist folder is tested on; wllama, the peer of
+/// the browser benchmark).
 pub fn ensure_test_npm() -> Result<(), String> {
     step("checking npm packages of tests/");
     let dir = root().join("tests");
-    if ["playwright-core", "http-server"]
+    if ["playwright-core", "http-server", "@wllama/wllama"]
         .iter()
         .all(|p| dir.join(format!("node_modules/{p}/package.json")).exists())
     {
