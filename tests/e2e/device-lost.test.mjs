@@ -3,7 +3,7 @@
 // the cached copy (no network) and answers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, BASE, screenshot } from './harness.mjs';
+import { launch, BASE, engineReady, screenshot } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
 const LOAD_TIMEOUT = 180_000;
@@ -16,13 +16,7 @@ test('a lost GPU device is reported and the model reloads from the cache', async
     const p = b.page;
     // ?gpu=1: the model must be on WebGPU (SwiftShader here) for its device to be lost.
     await p.goto(`${BASE}/?gpu=1&budget=128&max_answer=4`);
-    await p.getByTestId('engine-status').filter({ hasText: 'Engine ready on WebGPU' }).waitFor({ timeout: 60_000 }).catch(async (e) => {
-      // Seen once in a CI run (2026-12-06): say whether WebGPU never answered (the probe's
-      // reason) or the page stalled earlier.
-      const status = await p.getByTestId('engine-status').textContent().catch(() => '?');
-      const reason = await p.getByTestId('device-reason').textContent({ timeout: 1000 }).catch(() => '-');
-      throw new Error(`WebGPU not reached: status "${status}", reason "${reason}"\n${b.consoleLines.join('\n')}\n${e.message}`);
-    });
+    await engineReady(b, p, { text: 'Engine ready on WebGPU' });
     const t0 = Date.now();
     const lap = (what) => console.log(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     await p.getByRole('button', { name: `Load ${FILE}` }).click();

@@ -40,6 +40,17 @@ export async function launch({ args = [], ...options } = {}) {
   return { context, page, requests, consoleLines, close, profileDir: dir };
 }
 
+/** Waits for the engine's ready status containing `text`; on a timeout, throws with what the
+ * page said instead (its status, the probe's reason, the console lines), since a start that
+ * stalls has been seen once in a CI run and not when rerun. */
+export async function engineReady(b, page, { text = 'Engine ready', timeout = 60_000 } = {}) {
+  await page.getByTestId('engine-status').filter({ hasText: text }).waitFor({ timeout }).catch(async (e) => {
+    const status = await page.getByTestId('engine-status').textContent({ timeout: 1000 }).catch(() => '?');
+    const reason = await page.getByTestId('device-reason').textContent({ timeout: 1000 }).catch(() => '-');
+    throw new Error(`"${text}" not reached: status "${status}", reason "${reason}"\n${b.consoleLines.join('\n')}\n${e.message}`);
+  });
+}
+
 /** A size as the page writes it (the engine's `fmt_bytes`: "98.4 MB", "512 kB") in bytes. */
 export const SIZE_TEXT = String.raw`[\d.]+ (?:B|kB|MB|GB|TB)`;
 export function bytesOf(size) {

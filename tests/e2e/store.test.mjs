@@ -6,13 +6,13 @@
 // loads without keeping a copy).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, BASE } from './harness.mjs';
+import { launch, BASE, engineReady } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
 const LOAD_TIMEOUT = 120_000;
 
-async function ready(page) {
-  await page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
+async function ready(b, page) {
+  await engineReady(b, page);
 }
 
 async function loadListed(page) {
@@ -56,7 +56,7 @@ test('a damaged cache index is repaired with a message, never a dead page', asyn
   try {
     const p = b.page;
     await p.goto(`${BASE}/?cpu=1`);
-    await ready(p);
+    await ready(b, p);
     await loadListed(p);
     const good = await readIndex(p);
     assert.deepEqual(JSON.parse(good).entries.map((e) => e.file), [FILE]);
@@ -64,7 +64,7 @@ test('a damaged cache index is repaired with a message, never a dead page', asyn
     // 1. Truncated JSON (a tab closed mid-write): reset, the files it described deleted.
     await writeIndex(p, good.slice(0, good.length / 2));
     await p.reload();
-    await ready(p);
+    await ready(b, p);
     await p.getByTestId('cache-notes').filter({ hasText: 'was damaged' }).waitFor({ timeout: 30_000 });
     assert.match(await p.getByTestId('cache-notes').textContent(), /1 cached file\(s\) .* deleted/);
     assert.deepEqual(JSON.parse(await readIndex(p)), { entries: [], partials: [] });
@@ -80,7 +80,7 @@ test('a damaged cache index is repaired with a message, never a dead page', asyn
       partials: [{ file: FILE, url: `models/${FILE}`, size, covered: [[0, size * 2]] }],
     }));
     await p.reload();
-    await ready(p);
+    await ready(b, p);
     await p.getByTestId('cache-notes').filter({ hasText: 'byte ranges its file cannot hold' }).waitFor({ timeout: 30_000 });
     assert.deepEqual(JSON.parse(await readIndex(p)).partials[0].covered, []);
     await loadListed(p);
@@ -91,7 +91,7 @@ test('a damaged cache index is repaired with a message, never a dead page', asyn
     index.entries.push({ file: 'gone.gguf', size: 5, sha256: null });
     await writeIndex(p, JSON.stringify(index));
     await p.reload();
-    await ready(p);
+    await ready(b, p);
     await p.getByTestId('cache-notes').filter({ hasText: 'gone.gguf was listed in the model cache but its file is missing' })
       .waitFor({ timeout: 30_000 });
     assert.deepEqual(JSON.parse(await readIndex(p)).entries.map((e) => e.file), [FILE]);
@@ -119,7 +119,7 @@ test('a second tab loading the same model leaves the first tab\'s download and c
     const second = await b.context.newPage();
     for (const p of [first, second]) {
       await p.goto(`${BASE}/?cpu=1`);
-      await ready(p);
+      await ready(b, p);
     }
     await first.getByRole('button', { name: `Load ${FILE}` }).click();
     await first.getByRole('progressbar', { name: 'Model load progress' }).waitFor({ timeout: 30_000 });
@@ -136,7 +136,7 @@ test('a second tab loading the same model leaves the first tab\'s download and c
     assert.ok(index.entries[0].sha256, 'the copy was verified');
     await b.context.unroute(`**/${FILE}`);
     await second.reload();
-    await ready(second);
+    await ready(b, second);
     await b.context.setOffline(true);
     await second.getByText('Cached models (work offline)').click();
     await second.getByTestId('cache-list').getByRole('button', { name: 'Load', exact: true }).click();
