@@ -1,10 +1,20 @@
 //! Browser bridges the UI (main thread) and the worker both use: a JS exception as text, a
-//! promise awaited, and the one OPFS call web-sys does not wrap, a folder's listing.
+//! promise awaited, cross-origin isolation, and the one OPFS call web-sys does not wrap, a
+//! folder's listing.
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::FileSystemDirectoryHandle;
+
+/// Whether this page (or the worker's page) is cross-origin isolated, the one state in which
+/// workers may share memory.
+pub fn cross_origin_isolated() -> bool {
+    Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
 
 /// A JS exception as readable text (`Error.message` where there is one).
 pub fn describe(e: &JsValue) -> String {

@@ -18,11 +18,7 @@ const THREADED_WORKER_URL: &str = "./worker-mt_loader.js";
 
 /// The threaded engine where the page may share memory, else the single-threaded one.
 fn worker_url() -> &'static str {
-    let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
-        .ok()
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    if isolated {
+    if crate::browser::cross_origin_isolated() {
         THREADED_WORKER_URL
     } else {
         WORKER_URL

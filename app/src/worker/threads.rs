@@ -31,10 +31,7 @@ thread_local! {
 /// Starts one thread per core (up to the native cap, and to `limit` where the page sets
 /// one) as the engine's global pool, waits for them to run, and reports how many do.
 pub async fn start(limit: Option<usize>) -> CpuThreads {
-    let isolated = scope()
-        .and_then(|s| js_sys::Reflect::get(&s, &"crossOriginIsolated".into()).ok())
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let isolated = crate::browser::cross_origin_isolated();
     if !cfg!(target_feature = "atomics") {
         return one(if isolated {
             "this build of the engine has no threads"
