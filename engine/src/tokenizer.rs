@@ -360,9 +360,14 @@ impl Tokenizer {
             }
         }
 
+        // No word cache: tokenizers 0.23 keeps it in a thread-local map keyed by a per-BPE
+        // id that nothing removes, so every tokenizer built and dropped (a model reload, a
+        // fuzz input) left up to 10,000 words behind on each thread that encoded with it.
+        // Merging a word again costs microseconds; a prompt has a few hundred.
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .ignore_merges(pre_type.ignore_merges)
+            .cache_capacity(0)
             .build()
             .map_err(|e| TokenizerError::Build(e.to_string()))?;
 
