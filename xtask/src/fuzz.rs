@@ -29,19 +29,18 @@ usage: cargo xtask fuzz [TARGET]... [--seconds N] [--minimize] [--report]
 /// The bounds: inputs under 1 MB, no hang over 1 s, no allocation over 256 MB.
 /// The allocation cap itself is the harness's allocator (libFuzzer's `-malloc_limit_mb`
 /// needs a sanitizer). `-rss_limit_mb` bounds the whole process, corpus and all, over the
-/// whole campaign: at 256 it stopped the tokenizer campaign after 90K executions, though
-/// the input it blamed peaks at 38 MB alone. Measured on that input, the process grows
-/// 17 KB per tokenizer build (1000 builds 55 MB, 3000 builds 89 MB) while valgrind finds
-/// nothing lost and ~200 bytes a run still reachable: glibc's heap keeping freed small
-/// blocks. So the process limit is libFuzzer's default, and the per-input bound is the
-/// allocator's.
+/// whole campaign; at 256 it stopped the tokenizer campaign after 90K executions, and the
+/// growth behind it was a leak (tokenizers' per-thread word cache outliving each
+/// tokenizer: engine/tests/tokenizer_memory.rs), so a growing process is a finding. 2048
+/// is libFuzzer's default.
 const LIBFUZZER_LIMITS: &[&str] = &["-timeout=1", "-rss_limit_mb=2048", "-malloc_limit_mb=256"];
 
 /// Inputs under 1 MB, except where a smaller input is as hostile and the executions matter
 /// more (the `max_len` of each target in fuzz/src/lib.rs).
 fn max_len(target: &str) -> usize {
     match target {
-        // Building a tokenizer compiles its regexes (~4 ms) whatever the vocabulary size.
+        // Building a tokenizer costs in proportion to its vocabulary; a few thousand tokens
+        // are as hostile as 100k.
         "tokenizer" => 64 << 10,
         // One byte choosing the vocabulary, then at most 1 KB of text.
         "tokenizer_text" => 1 + 1024,
