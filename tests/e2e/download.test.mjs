@@ -56,9 +56,17 @@ test('dropped Range requests are retried at the same offset and the cached copy 
   const b = await launch();
   try {
     await ready(b);
-    let n = 0;
-    // The 3rd, 4th and 5th requests fail: one chunk fails three times, the 4th try gets it.
-    const ranges = await routeModel(b.context, () => { n += 1; return n >= 3 && n <= 5; });
+    // The first range past the header fails three times; its 4th try gets it. The worker
+    // asks for blocks ahead of the loader, so other ranges may come between the tries.
+    let target = null;
+    let drops = 0;
+    const same = (r, t) => t && r.start === t.start && r.end === t.end;
+    const ranges = await routeModel(b.context, (r) => {
+      if (!target && r.start > 0) target = r;
+      const drop = same(r, target) && drops < 3;
+      if (drop) drops += 1;
+      return drop;
+    });
     const t0 = Date.now();
     await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
     await b.page.getByTestId('loaded-model').or(b.page.getByTestId('error')).waitFor({ timeout: LOAD_TIMEOUT });
@@ -66,10 +74,13 @@ test('dropped Range requests are retried at the same offset and the cached copy 
     console.log(`loaded through 3 dropped requests in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${ranges.length} requests`);
     assert.ok(ranges.length > 6, `the worker's fetches were not routed: ${JSON.stringify(ranges)}`);
     assert.ok(ranges.every((r) => !r.whole), 'a request without a Range header');
-    const failed = ranges.filter((r) => r.failed);
-    assert.equal(failed.length, 3);
-    assert.deepEqual(ranges.slice(2, 6).map((r) => [r.start, r.end]), Array(4).fill([ranges[2].start, ranges[2].end]),
-      'the retries did not ask for the same bytes again');
+    assert.equal(ranges.filter((r) => r.failed).length, 3);
+    const tries = ranges.filter((r) => same(r, target));
+    assert.deepEqual(tries.map((r) => r.failed), [true, true, true, false],
+      `the dropped range was not asked for again until it came: ${JSON.stringify(tries)}`);
+    // Every other range was asked for once: a retry is of the bytes that failed, not more.
+    const others = ranges.filter((r) => !same(r, target) && !isProbe(r)).map((r) => `${r.start}-${r.end}`);
+    assert.equal(new Set(others).size, others.length, `a range was fetched twice: ${others}`);
     const entry = await cachedEntry(b.page);
     assert.ok(entry, 'the model was not recorded in the cache');
     assert.equal(entry.bytes, SIZE);
@@ -88,7 +99,7 @@ async function breakOff(b) {
   await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
   await b.page.getByTestId('error').waitFor({ timeout: LOAD_TIMEOUT });
   const stoppedAt = ranges.find((r) => r.failed).start;
-  assert.ok(stoppedAt > 0 && stoppedAt < CUT, `stopped at ${stoppedAt}`);
+  assert.ok(stoppedAt > 0 && stoppedAt <= CUT, `stopped at ${stoppedAt}`);
   return { ranges, stoppedAt, restore: () => { down = false; } };
 }
 

@@ -7,6 +7,8 @@
 
 use m1_engine::units::fmt_bytes;
 use sha2::{Digest, Sha256};
+
+use super::hash::StreamHash;
 use wasm_bindgen::prelude::*;
 use web_sys::{
     File, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
@@ -219,6 +221,10 @@ pub struct CacheWriter {
     /// The download and the byte ranges written so far (sorted, merged): what the index
     /// records when the download is suspended.
     record: PartialRecord,
+    /// The sha256 of the bytes written in order from the file's start: a download written
+    /// front to back needs no second pass to verify. A resumed one, or one written out of
+    /// order, is read back instead.
+    streamed: Option<StreamHash>,
 }
 
 impl CacheWriter {
@@ -278,7 +284,15 @@ impl CacheWriter {
         handle
             .truncate_with_f64(0.0)
             .map_err(|e| CacheError::Other(describe(&e)))?;
-        Ok(Self { handle, record })
+        Ok(Self::new(handle, record))
+    }
+
+    fn new(handle: FileSystemSyncAccessHandle, record: PartialRecord) -> Self {
+        Self {
+            handle,
+            record,
+            streamed: Some(StreamHash::new()),
+        }
     }
 
     /// Reopens the partial copy of a download of `url` (same file name and size) with the
@@ -297,7 +311,7 @@ impl CacheWriter {
             handle.close();
             return None;
         }
-        Some(Self { handle, record })
+        Some(Self::new(handle, record))
     }
 
     /// Keeps the partial copy for a later resume (the network broke off): flushes it and
@@ -309,17 +323,23 @@ impl CacheWriter {
         keep_partial(&self.record).await
     }
 
-    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), String> {
+    /// Writes a block of the download as it arrived (a JS array: it is not copied into the
+    /// worker's memory whole) and, when it continues the bytes hashed so far, hashes it.
+    pub fn write_block(&mut self, offset: u64, bytes: &js_sys::Uint8Array) -> Result<(), String> {
+        let len = u64::from(bytes.length());
         let opts = FileSystemReadWriteOptions::new();
         opts.set_at(offset as f64);
         let n = self
             .handle
-            .write_with_u8_array_and_options(bytes, &opts)
+            .write_with_js_u8_array_and_options(bytes, &opts)
             .map_err(|e| describe(&e))?;
-        if n as usize != bytes.len() {
-            return Err(format!("the cache accepted {n} of {} bytes", bytes.len()));
+        if n as u64 != len {
+            return Err(format!("the cache accepted {n} of {len} bytes"));
         }
-        self.record.cover(offset, offset + bytes.len() as u64);
+        self.record.cover(offset, offset + len);
+        if let Some(hash) = self.streamed.as_mut().filter(|h| h.len() == offset) {
+            hash.update(bytes);
+        }
         Ok(())
     }
 
@@ -352,14 +372,15 @@ impl CacheWriter {
         self.record.gaps()
     }
 
-    /// Checks size and (when known) sha256 by reading the copy back, then records it as
-    /// complete. A mismatch deletes the copy: it is never trusted.
+    /// Checks size and (when known) sha256, hashed as the bytes were written or else read
+    /// back, then records it as complete. A mismatch deletes the copy: it is never trusted.
     pub async fn finish(
-        self,
+        mut self,
         sha256: Option<&str>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<CacheEntry, CacheError> {
-        let result = self.verify(sha256, &mut progress);
+        let streamed = self.streamed.take();
+        let result = self.verify(streamed, sha256, &mut progress).await;
         self.handle.close();
         let digest = match result {
             Ok(d) => d,
@@ -380,8 +401,9 @@ impl CacheWriter {
         Ok(entry)
     }
 
-    fn verify(
+    async fn verify(
         &self,
+        streamed: Option<StreamHash>,
         sha256: Option<&str>,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<String, CacheError> {
@@ -398,6 +420,34 @@ impl CacheWriter {
                 self.record.size
             )));
         }
+        let whole = streamed.filter(|h| h.len() == len);
+        let digest = match whole {
+            Some(hash) => hash.finish().await,
+            None => None,
+        };
+        let digest = match digest {
+            Some(d) => {
+                progress(len, len);
+                hex(&d)
+            }
+            None => self.read_back(len, progress)?,
+        };
+        if let Some(want) = sha256 {
+            if !digest.eq_ignore_ascii_case(want) {
+                return Err(CacheError::Corrupt(format!(
+                    "the downloaded model's sha256 is {digest}, but the list says {want}: the copy was discarded"
+                )));
+            }
+        }
+        Ok(digest)
+    }
+
+    /// The sha256 of the whole copy, read back from the file.
+    fn read_back(
+        &self,
+        len: u64,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<String, CacheError> {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 8 << 20];
         let mut at = 0u64;
@@ -416,19 +466,7 @@ impl CacheWriter {
             at += n as u64;
             progress(at, len);
         }
-        let digest: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if let Some(want) = sha256 {
-            if !digest.eq_ignore_ascii_case(want) {
-                return Err(CacheError::Corrupt(format!(
-                    "the downloaded model's sha256 is {digest}, but the list says {want}: the copy was discarded"
-                )));
-            }
-        }
-        Ok(digest)
+        Ok(hex(hasher.finalize().as_slice()))
     }
 
     /// Drops a partial copy (cancel, network failure the user gave up on).
@@ -456,4 +494,8 @@ impl std::fmt::Display for CacheError {
             | CacheError::Other(m) => f.write_str(m),
         }
     }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

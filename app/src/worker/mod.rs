@@ -9,6 +9,7 @@
 
 mod cache;
 mod device;
+mod hash;
 mod js;
 mod load;
 mod session;

@@ -58,6 +58,11 @@ pub async fn start(limit: Option<usize>) -> CpuThreads {
         js::sleep_ms(5).await;
     }
     let running = pool.started() + 1;
+    // Downloads hash their blocks on a thread of their own (off the load's critical path);
+    // without it they hash on this one.
+    if let Err(e) = spawn(Box::new(super::hash::thread_body())) {
+        web_sys::console::warn_1(&format!("no hashing thread: {e}").into());
+    }
     let note = (running < want).then(|| {
         format!("{running} of {want} threads started (the browser refused or delayed the rest)")
     });
