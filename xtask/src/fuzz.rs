@@ -8,9 +8,12 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::sh::{cmd, output, run};
 use crate::tools::{self, NIGHTLY};
@@ -184,7 +187,7 @@ fn campaign(target: &str, seconds: u64) -> Result<(), String> {
     args.push("-print_final_stats=1".into());
     let before: Vec<PathBuf> = list(&artifacts);
     let t0 = Instant::now();
-    let (ok, stats) = run_libfuzzer(&args)?;
+    let (ok, stats) = run_libfuzzer(&args, Some(seconds + STALL_GRACE_S))?;
     let secs = t0.elapsed().as_secs_f64();
     let (mut crashes, mut spurious) = (Vec::new(), 0);
     for c in list(&artifacts).into_iter().filter(|p| !before.contains(p)) {
@@ -272,7 +275,7 @@ fn minimize_corpus(target: &str) -> Result<(), String> {
     args.extend(LIBFUZZER_LIMITS.iter().map(|s| s.to_string()));
     args.push(format!("-max_len={}", max_len(target)));
     args.push("-merge=1".into());
-    let (ok, _) = run_libfuzzer(&args)?;
+    let (ok, _) = run_libfuzzer(&args, None)?;
     if !ok {
         return Err("the merge failed".into());
     }
@@ -309,19 +312,47 @@ struct Stats {
 
 /// Runs cargo-fuzz, echoing libFuzzer's output but only every 16th status line, and
 /// picks the figures out of it.
-fn run_libfuzzer(args: &[String]) -> Result<(bool, Stats), String> {
+/// Seconds past its `-max_total_time` after which a campaign counts as stalled and is
+/// killed (its build included). libFuzzer's timeout handler writes the input from a
+/// signal handler: when the alarm lands inside malloc it deadlocks on malloc's lock (a
+/// tokenizer_text campaign beside builds sat so until killed, 16 min past its end), and the
+/// campaign would never end.
+const STALL_GRACE_S: u64 = 600;
+
+fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(bool, Stats), String> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     println!("$ cargo {}", argv.join(" "));
+    // A group of its own, so the watchdog kills the fuzzer that cargo started too.
     let mut child = cmd("cargo", &argv)
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
+    let done = Arc::new(AtomicBool::new(false));
+    if let Some(limit) = limit_s {
+        let (done, group) = (done.clone(), child.id());
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                if t0.elapsed() > Duration::from_secs(limit) {
+                    eprintln!("xtask fuzz: no end after {limit} s: the fuzzer stalled; killing it");
+                    let _ = cmd("kill", &["-KILL", &format!("-{group}")]).status();
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    }
     let mut stats = Stats::default();
     let mut status_lines = 0u64;
     if let Some(err) = child.stderr.take() {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             let status = line.starts_with('#');
             if status {
+                // A run killed before its final stats counted at least this many.
+                if let Some(n) = line[1..].split_whitespace().next() {
+                    stats.execs = n.parse().unwrap_or(stats.execs);
+                }
                 if let Some(v) = field(&line, "cov:") {
                     stats.cov = v;
                 }
@@ -342,6 +373,7 @@ fn run_libfuzzer(args: &[String]) -> Result<(bool, Stats), String> {
         }
     }
     let s = child.wait().map_err(|e| e.to_string())?;
+    done.store(true, Ordering::Relaxed);
     Ok((s.success(), stats))
 }
 
