@@ -191,9 +191,9 @@ fn campaign(target: &str, seconds: u64) -> Result<(), String> {
     let secs = t0.elapsed().as_secs_f64();
     let (mut crashes, mut spurious) = (Vec::new(), 0);
     for c in list(&artifacts).into_iter().filter(|p| !before.contains(p)) {
-        if is_timeout(&c) && !hangs_again(target, &c)? {
+        if is_slow(&c) && !hangs_again(target, &c)? {
             println!(
-                "{target}: {} ran in time when replayed: the timeout was the machine's load, not the input",
+                "{target}: {} ran in time when replayed: its slowness was the machine's load (or a pause), not the input",
                 c.display()
             );
             fs::remove_file(&c).map_err(|e| e.to_string())?;
@@ -228,10 +228,13 @@ fn campaign(target: &str, seconds: u64) -> Result<(), String> {
     Err("libFuzzer found a failing input".into())
 }
 
-fn is_timeout(artifact: &Path) -> bool {
-    artifact
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("timeout-"))
+/// A timeout, or a unit libFuzzer reported as slow (over 10 s, as when the campaign was
+/// paused): both are wall-clock verdicts, to be replayed before they count.
+fn is_slow(artifact: &Path) -> bool {
+    artifact.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("timeout-") || n.starts_with("slow-unit-")
+    })
 }
 
 /// libFuzzer's timeout is wall-clock time: on a loaded machine (a niced campaign beside
