@@ -29,16 +29,57 @@ pub fn wasm_memory_bytes() -> u64 {
 }
 
 /// Lets the worker's event loop run (so a Stop message gets through) between compute steps
-/// that never suspend on their own (the CPU backend).
+/// that never suspend on their own (the CPU backend). A message to itself, not
+/// `setTimeout(0)`: timers set from a timer's own turn are clamped to 4 ms once five deep,
+/// and the CPU path yields twice a token, every token.
 pub async fn yield_now() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(s) = scope() {
-            let _ = s.set_timeout_with_callback(&resolve);
-        } else {
-            let _ = resolve.call0(&JsValue::NULL);
+        let posted = YIELD.with(|y| {
+            let y = y.as_ref()?;
+            y.waiting.borrow_mut().push_back(resolve.clone());
+            if y.channel.port2().post_message(&JsValue::NULL).is_ok() {
+                return Some(());
+            }
+            y.waiting.borrow_mut().pop_back();
+            None
+        });
+        if posted.is_none() {
+            match scope() {
+                Some(s) => {
+                    let _ = s.set_timeout_with_callback(&resolve);
+                }
+                None => {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
         }
     });
     let _ = JsFuture::from(promise).await;
+}
+
+/// The channel [`yield_now`] posts to, and the steps waiting for their message, in order.
+struct Yield {
+    channel: web_sys::MessageChannel,
+    waiting: std::cell::RefCell<std::collections::VecDeque<js_sys::Function>>,
+    _on_message: Closure<dyn FnMut()>,
+}
+
+thread_local! {
+    /// `None` where there is no `MessageChannel` (then `setTimeout`).
+    static YIELD: Option<Yield> = web_sys::MessageChannel::new().ok().map(|channel| {
+        let on_message = Closure::<dyn FnMut()>::new(|| {
+            let next = YIELD.with(|y| y.as_ref().and_then(|y| y.waiting.borrow_mut().pop_front()));
+            if let Some(resolve) = next {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        });
+        channel.port1().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Yield {
+            channel,
+            waiting: Default::default(),
+            _on_message: on_message,
+        }
+    });
 }
 
 /// Waits `ms` milliseconds (retry back-off).
