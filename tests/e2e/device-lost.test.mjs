@@ -19,7 +19,11 @@ test('a lost GPU device is reported and the model reloads from the cache', async
     await engineReady(b, p, { text: 'Engine ready on WebGPU' });
     const t0 = Date.now();
     const lap = (what) => console.log(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    await p.getByRole('button', { name: `Load ${FILE}` }).click();
+    // The list is fetched beside the engine's start; say where the page stood if it never came.
+    await p.getByRole('button', { name: `Load ${FILE}` }).click().catch(async (e) => {
+      const status = await p.getByTestId('engine-status').textContent({ timeout: 1000 }).catch(() => '?');
+      throw new Error(`no Load button: status "${status}"\n${b.consoleLines.join('\n')}\n${e.message}`);
+    });
     await p.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
     lap('loaded on WebGPU');
 

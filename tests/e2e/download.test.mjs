@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, BASE, SIZE_TEXT, bytesOf, screenshot } from './harness.mjs';
+import { launch, BASE, SIZE_TEXT, bytesOf, engineReady, screenshot } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
 const SIZE = 98_362_432;
@@ -30,12 +30,10 @@ async function routeModel(context, decide) {
  * the engine's start; on a busy machine it can come second). */
 async function ready(b) {
   await b.page.goto(BASE);
-  try {
-    await b.page.getByTestId('engine-status').filter({ hasText: 'Engine ready' }).waitFor({ timeout: 60_000 });
-    await b.page.getByRole('button', { name: `Load ${FILE}` }).waitFor({ timeout: 60_000 });
-  } catch (e) {
-    throw new Error(`the page did not get ready: ${e.message}\nconsole:\n${b.consoleLines.join('\n')}`);
-  }
+  await engineReady(b, b.page);
+  await b.page.getByRole('button', { name: `Load ${FILE}` }).waitFor({ timeout: 60_000 }).catch((e) => {
+    throw new Error(`the model list did not come: ${e.message}\nconsole:\n${b.consoleLines.join('\n')}`);
+  });
 }
 
 /** The OPFS cache's record of a completed, verified copy. */
