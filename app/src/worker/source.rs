@@ -332,21 +332,13 @@ impl HttpSource {
 
     /// The first block, once its bytes are here: the request made ahead, then up to
     /// [`RETRIES`] tries in all at the same offset. Its bytes go into the cache copy.
-    async fn settle_first(&mut self) -> Result<js_sys::Uint8Array, String> {
+    async fn settle_first(&mut self) -> Result<(), String> {
         let block = self.ahead.front_mut().ok_or("no block was requested")?;
         let (start, end) = (block.start, block.end);
         let mut last = match &block.state {
-            BlockState::Ready(bytes) => return Ok(bytes.clone()),
+            BlockState::Ready(_) => return Ok(()),
             BlockState::InFlight { promise, .. } => match JsFuture::from(promise.clone()).await {
-                Ok(v) => {
-                    let bytes = v.unchecked_into::<js_sys::Uint8Array>();
-                    let got = u64::from(bytes.length());
-                    if got == end - start {
-                        Ok(bytes)
-                    } else {
-                        Err(format!("asked for {} bytes, got {got}", end - start))
-                    }
-                }
+                Ok(v) => whole(v.unchecked_into(), end - start),
                 Err(e) => Err(e.as_string().unwrap_or_else(|| describe(&e))),
             },
         };
@@ -390,9 +382,9 @@ impl HttpSource {
             }
         }
         if let Some(block) = self.ahead.front_mut() {
-            block.state = BlockState::Ready(bytes.clone());
+            block.state = BlockState::Ready(bytes);
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// Copies what the first block, once here, holds from `at` into the start of `buf`;
@@ -433,20 +425,11 @@ impl HttpSource {
                 self.drop_blocks();
             }
             self.request_ahead(pos);
-            let bytes = match self.settle_first().await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    self.drop_blocks();
-                    return Err(e);
-                }
-            };
-            let start = self.ahead.front().map_or(pos, |b| b.start);
-            let n = (end - pos).min(u64::from(bytes.length()) - (pos - start));
-            let from = (pos - start) as u32;
-            bytes
-                .subarray(from, from + n as u32)
-                .copy_to(&mut piece[(pos - at) as usize..(pos - at + n) as usize]);
-            pos += n;
+            if let Err(e) = self.settle_first().await {
+                self.drop_blocks();
+                return Err(e);
+            }
+            pos += self.copy_from_first_block(pos, &mut piece[(pos - at) as usize..]);
         }
         Ok(())
     }
@@ -524,11 +507,16 @@ async fn read_range(
         return Err(format!("HTTP {} for a Range request", resp.status()));
     }
     let ab = await_promise(resp.array_buffer().map_err(|e| describe(&e))?).await?;
-    let bytes = js_sys::Uint8Array::new(&ab);
-    if u64::from(bytes.length()) != len {
-        return Err(format!("asked for {len} bytes, got {}", bytes.length()));
+    whole(js_sys::Uint8Array::new(&ab), len)
+}
+
+/// `bytes` when they are the `len` asked for: a short answer is an error, never silently
+/// missing bytes in a model.
+fn whole(bytes: js_sys::Uint8Array, len: u64) -> Result<js_sys::Uint8Array, String> {
+    match u64::from(bytes.length()) {
+        got if got == len => Ok(bytes),
+        got => Err(format!("asked for {len} bytes, got {got}")),
     }
-    Ok(bytes)
 }
 
 async fn fetch_range(
@@ -599,14 +587,6 @@ impl ByteSource for BlobSource {
 /// Copies a fetched `ArrayBuffer` into the caller's buffer; a short answer is an error, never
 /// silently zero-filled bytes in a model.
 fn copy_exact(ab: &JsValue, buf: &mut [u8]) -> Result<(), String> {
-    let bytes = js_sys::Uint8Array::new(ab);
-    if bytes.length() as usize != buf.len() {
-        return Err(format!(
-            "asked for {} bytes, got {}",
-            buf.len(),
-            bytes.length()
-        ));
-    }
-    bytes.copy_to(buf);
+    whole(js_sys::Uint8Array::new(ab), buf.len() as u64)?.copy_to(buf);
     Ok(())
 }
