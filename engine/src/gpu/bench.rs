@@ -271,7 +271,7 @@ async fn time_pass(
             ty: wgpu::QueryType::Timestamp,
             count: 2,
         });
-        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let resolve = gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some("bench resolve"),
             size: 16,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -345,7 +345,7 @@ async fn wait_idle(gpu: &Gpu) -> Result<(), GpuError> {
 async fn copy_bandwidth(gpu: &Gpu) -> Result<f64, GpuError> {
     let size = (64u64 << 20).min(gpu.limits.max_buffer_size);
     let make = |label| {
-        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,

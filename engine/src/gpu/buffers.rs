@@ -9,7 +9,7 @@ use futures::channel::oneshot;
 use super::quant::{
     has_kernel, kernel_block, layout, part_bytes, repack, unpack, word_aligned, Layout,
 };
-use super::{Gpu, GpuError};
+use super::{Gpu, GpuBuffer, GpuError};
 use crate::gguf::GgmlType;
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -20,7 +20,7 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 /// indices, whatever larger binding a device offers.
 pub(crate) const MAX_PART_BYTES: u64 = 1 << 31;
 
-fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> Result<GpuBuffer, GpuError> {
     // Zero-sized bindings are invalid; one word keeps empty tensors bindable.
     let size = bytes.max(4).next_multiple_of(4);
     if size > gpu.max_binding() {
@@ -30,7 +30,7 @@ fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> Result<wgpu::Buffer, Gp
             max_binding: gpu.max_binding(),
         });
     }
-    Ok(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    Ok(gpu.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
         usage: STORAGE,
@@ -41,7 +41,7 @@ fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> Result<wgpu::Buffer, Gp
 /// A storage buffer of `len` elements of `T` (f32 or u32, WGSL's 4-byte scalars).
 #[derive(Debug, Clone)]
 pub struct TypedBuffer<T> {
-    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) buffer: GpuBuffer,
     len: usize,
     element: PhantomData<T>,
 }
@@ -116,7 +116,7 @@ impl F32Buffer {
 /// Rows `first_row..first_row + rows` of a weight, in one buffer.
 #[derive(Debug, Clone)]
 pub(crate) struct WeightPart {
-    pub buffer: wgpu::Buffer,
+    pub buffer: GpuBuffer,
     pub first_row: u32,
     pub rows: u32,
 }
@@ -538,7 +538,7 @@ async fn read_bytes(
     if size == 0 {
         return Ok(Vec::new());
     }
-    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    let staging = gpu.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -609,7 +609,7 @@ pub struct Ticket {
 #[derive(Debug)]
 struct Timestamps {
     set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
+    resolve: GpuBuffer,
     /// Nanoseconds per timestamp tick.
     period_ns: f32,
 }
@@ -618,7 +618,7 @@ struct Timestamps {
 /// step copies its id into the next slot, and a slot is mapped when its id is wanted.
 #[derive(Debug)]
 pub struct ReadbackRing {
-    slots: Vec<wgpu::Buffer>,
+    slots: Vec<GpuBuffer>,
     /// Natively, where each slot's map callback leaves its result: made once, so reading an
     /// id allocates nothing of ours.
     #[cfg(not(target_arch = "wasm32"))]
@@ -642,7 +642,7 @@ impl ReadbackRing {
     pub fn new(gpu: &Gpu) -> Self {
         let slots = (0..Self::SLOTS)
             .map(|i| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("readback {i}")),
                     size: SLOT_BYTES,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -656,7 +656,7 @@ impl ReadbackRing {
                 ty: wgpu::QueryType::Timestamp,
                 count: 2 * Self::SLOTS as u32,
             }),
-            resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            resolve: gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step timestamps"),
                 size: RESOLVE_STRIDE * Self::SLOTS as u64,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -799,12 +799,12 @@ impl ReadbackRing {
 /// [`TokenReadback::copy`] into the step's encoder, submit, then await [`TokenReadback::read`].
 #[derive(Debug)]
 pub struct TokenReadback {
-    staging: wgpu::Buffer,
+    staging: GpuBuffer,
 }
 
 impl TokenReadback {
     pub fn new(gpu: &Gpu) -> Self {
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some("token readback"),
             size: 4,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

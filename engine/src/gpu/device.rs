@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::held::{Counters, GpuBuffer, Held};
 use super::GpuError;
 
 /// What the adapter offers, as reported to the UI ("About this device") and to benchmarks.
@@ -54,6 +55,7 @@ pub struct Gpu {
     /// Validation and out-of-memory errors nobody caught in an error scope. wgpu's default
     /// handler panics; a library must instead hand them to the caller (see [`Gpu::take_error`]).
     errors: Arc<Mutex<Vec<(ErrorKind, String)>>>,
+    held: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -145,6 +147,7 @@ impl Gpu {
             limits,
             report,
             errors,
+            held: Arc::default(),
         })
     }
 
@@ -158,6 +161,17 @@ impl Gpu {
                     f(message);
                 }
             });
+    }
+
+    /// A buffer on this device, counted in [`Gpu::held`] while the engine holds it: every
+    /// buffer the engine makes comes from here.
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> GpuBuffer {
+        GpuBuffer::new(self.device.create_buffer(desc), &self.held)
+    }
+
+    /// The buffers the engine holds on this device now, and their bytes.
+    pub fn held(&self) -> Held {
+        self.held.held()
     }
 
     /// The largest byte range one storage binding may cover on this device.

@@ -7,7 +7,7 @@
 //! consecutive words of one dim pair; V position-major, `[n_ctx][n_kv_heads * head_dim / 2]`,
 //! so threads taking one dim pair each read consecutive words of one key.
 
-use super::{Gpu, GpuError};
+use super::{Gpu, GpuBuffer, GpuError};
 
 /// Bytes per cached value.
 pub const KV_BYTES: u64 = 2;
@@ -17,7 +17,7 @@ pub struct KvCache {
     n_ctx: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    pub(crate) layers: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    pub(crate) layers: Vec<(GpuBuffer, GpuBuffer)>,
 }
 
 impl KvCache {
@@ -46,7 +46,7 @@ impl KvCache {
         }
         let size = per_buffer.max(4);
         let make = |what: &str, layer: usize| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("kv.{layer}.{what}")),
                 size,
                 usage: wgpu::BufferUsages::STORAGE
@@ -86,7 +86,7 @@ impl KvCache {
     pub(crate) fn layer(&self, layer: usize) -> Result<(&wgpu::Buffer, &wgpu::Buffer), GpuError> {
         self.layers
             .get(layer)
-            .map(|(k, v)| (k, v))
+            .map(|(k, v)| (&**k, &**v))
             .ok_or(GpuError::OutOfRange {
                 op: "KvCache::layer",
                 what: "layer",

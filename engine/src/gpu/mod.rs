@@ -18,6 +18,7 @@
 pub mod bench;
 mod buffers;
 mod device;
+mod held;
 mod kv;
 mod model;
 mod ops;
@@ -31,6 +32,7 @@ pub use buffers::{
     WeightTensor, WeightWriter, FLUSH_BYTES,
 };
 pub use device::{AdapterReport, Gpu, GpuOptions};
+pub use held::{GpuBuffer, Held};
 pub use kv::{KvCache, KV_BYTES};
 pub use model::{
     GpuModel, GpuModelError, GpuModelOptions, StepStats, DEFAULT_CONTEXT, DEFAULT_MAX_PREFILL,

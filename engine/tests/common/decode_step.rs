@@ -20,7 +20,7 @@ const VOCAB: usize = 1000;
 
 /// Zeroed weights and activations; one layer's weights serve every layer.
 pub struct DecodeStep {
-    step: wgpu::Buffer,
+    step: m1_engine::gpu::GpuBuffer,
     rec: Option<Recording>,
     wq: WeightTensor,
     wk: WeightTensor,
@@ -46,7 +46,7 @@ impl DecodeStep {
         };
         let z = |n: usize| F32Buffer::zeros(gpu, "a", n).expect("buf");
         let cache = KvCache::new(gpu, LAYERS, 256, N_KV, HEAD_DIM);
-        let step = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let step = gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
             size: std::mem::size_of::<Step>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,

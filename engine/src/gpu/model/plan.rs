@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::load::{Elems, Rows, Weights};
 use super::Scratch;
-use crate::gpu::{GpuError, KvCache, Ops, QkvLayout, Recording, RopeFreqs, RopeMode};
+use crate::gpu::{GpuBuffer, GpuError, KvCache, Ops, QkvLayout, Recording, RopeFreqs, RopeMode};
 use crate::model::{ModelConfig, RopeType};
 use crate::sampling::Sampling;
 
@@ -70,7 +70,7 @@ pub(super) struct Model<'a> {
 
 /// The step uniform and the recordings built so far.
 pub(super) struct Plan {
-    step: wgpu::Buffer,
+    step: GpuBuffer,
     parts: HashMap<Part, Recording>,
     /// Parts built at load, never evicted: a greedy decode step needs nothing else.
     resident: Vec<Part>,
@@ -80,7 +80,7 @@ impl Plan {
     /// The step buffer and the decode step's parts (built now, so the first token compiles
     /// nothing and every decoded token replays what exists).
     pub fn new(ops: &mut Ops, m: &Model<'_>) -> Result<Self, GpuError> {
-        let step = ops.device().create_buffer(&wgpu::BufferDescriptor {
+        let step = ops.gpu().create_buffer(&wgpu::BufferDescriptor {
             label: Some("step"),
             size: std::mem::size_of::<crate::gpu::Step>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,

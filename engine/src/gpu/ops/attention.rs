@@ -184,7 +184,7 @@ impl Ops {
         let scratch = match &self.attn_scratch {
             Some(b) if b.size() >= scratch_bytes => b.clone(),
             _ => {
-                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                let b = self.gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("attention scratch"),
                     size: scratch_bytes
                         .next_power_of_two()

@@ -29,7 +29,7 @@ pub(crate) use sample::SampleParams;
 
 pub use super::pipelines::{Epilogue, Step};
 use super::pipelines::{Kernel, PipelineCache, PipelineKey};
-use super::{Gpu, GpuError};
+use super::{Gpu, GpuBuffer, GpuError};
 
 /// Knobs for kernel shapes and arithmetic, chosen per adapter by [`Tuning::for_adapter`];
 /// tests and benchmarks set them to compare.
@@ -118,14 +118,14 @@ const PARAM_CHUNK: u64 = 64 * 1024;
 /// [`Recording::finish`] writes them.
 #[derive(Debug)]
 struct ParamArena {
-    buffers: Vec<wgpu::Buffer>,
+    buffers: Vec<GpuBuffer>,
     staged: Vec<Vec<u8>>,
     align: u64,
 }
 
 impl ParamArena {
     /// A slot holding `bytes`: its buffer and offset.
-    fn push(&mut self, device: &wgpu::Device, bytes: &[u8]) -> (wgpu::Buffer, u64) {
+    fn push(&mut self, gpu: &Gpu, bytes: &[u8]) -> (GpuBuffer, u64) {
         let size = (bytes.len() as u64).next_multiple_of(16);
         let full = self
             .staged
@@ -133,7 +133,7 @@ impl ParamArena {
             .is_none_or(|s| s.len() as u64 + size > PARAM_CHUNK);
         if full {
             self.buffers
-                .push(device.create_buffer(&wgpu::BufferDescriptor {
+                .push(gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("op params"),
                     size: PARAM_CHUNK,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -175,7 +175,7 @@ struct Dispatch {
 pub struct Recording {
     dispatches: Vec<Dispatch>,
     params: ParamArena,
-    step: wgpu::Buffer,
+    step: GpuBuffer,
     /// Replayed at positions given by `step` at each replay (its ops take offsets from the
     /// step's position, and attention is gridded for the whole context), rather than built
     /// for the positions its ops name.
@@ -215,8 +215,7 @@ impl Recording {
 /// The kernel context: pipeline cache, uniform arena and scratch buffers. One per device.
 #[derive(Debug)]
 pub struct Ops {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
+    gpu: Gpu,
     pipelines: PipelineCache,
     /// Minimum uniform offset alignment.
     align: u64,
@@ -226,12 +225,12 @@ pub struct Ops {
     max_groups: u32,
     max_binding: u64,
     /// Bound where an optional input is absent (a matmul without bias).
-    empty: wgpu::Buffer,
-    attn_scratch: Option<wgpu::Buffer>,
+    empty: GpuBuffer,
+    attn_scratch: Option<GpuBuffer>,
     /// The `Step` of recordings made for fixed positions: all zero.
-    zero_step: wgpu::Buffer,
-    sample_max: wgpu::Buffer,
-    sample_idx: wgpu::Buffer,
+    zero_step: GpuBuffer,
+    sample_max: GpuBuffer,
+    sample_idx: GpuBuffer,
 }
 
 impl Ops {
@@ -288,7 +287,7 @@ impl Ops {
             u32::MAX,
         )?;
         let small = |label: &str, size: u64| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage: wgpu::BufferUsages::STORAGE,
@@ -296,8 +295,7 @@ impl Ops {
             })
         };
         Ok(Self {
-            device: gpu.device.clone(),
-            queue: gpu.queue.clone(),
+            gpu: gpu.clone(),
             pipelines: PipelineCache::default(),
             align: u64::from(gpu.limits.min_uniform_buffer_offset_alignment).max(16),
             tuning,
@@ -308,7 +306,7 @@ impl Ops {
             max_binding: gpu.max_binding(),
             empty: small("empty", 16),
             attn_scratch: None,
-            zero_step: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            zero_step: gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("zero step"),
                 size: std::mem::size_of::<Step>() as u64,
                 usage: wgpu::BufferUsages::UNIFORM,
@@ -323,17 +321,21 @@ impl Ops {
         self.tuning
     }
 
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     pub fn device(&self) -> &wgpu::Device {
-        &self.device
+        &self.gpu.device
     }
 
     pub fn queue(&self) -> &wgpu::Queue {
-        &self.queue
+        &self.gpu.queue
     }
 
     /// An empty recording replayed at the position written into `step` before each replay
     /// (its ops' positions are offsets from it; see [`Step`]).
-    pub fn live_recording(&self, step: &wgpu::Buffer) -> Recording {
+    pub fn live_recording(&self, step: &GpuBuffer) -> Recording {
         self.new_recording(step, true)
     }
 
@@ -342,7 +344,7 @@ impl Ops {
         self.new_recording(&self.zero_step, false)
     }
 
-    fn new_recording(&self, step: &wgpu::Buffer, live: bool) -> Recording {
+    fn new_recording(&self, step: &GpuBuffer, live: bool) -> Recording {
         Recording {
             dispatches: Vec::new(),
             params: ParamArena {
@@ -367,8 +369,9 @@ impl Ops {
         mut rec: Recording,
         then: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> wgpu::SubmissionIndex {
-        rec.finish(&self.queue);
+        rec.finish(&self.gpu.queue);
         let mut enc = self
+            .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") });
         {
@@ -379,7 +382,7 @@ impl Ops {
             rec.replay(&mut pass);
         }
         then(&mut enc);
-        self.queue.submit([enc.finish()])
+        self.gpu.queue.submit([enc.finish()])
     }
 
     /// Splits `n` workgroups into an (x, y) grid within the per-dimension cap.
@@ -424,10 +427,10 @@ impl Ops {
         params: &P,
         groups: [u32; 3],
     ) {
-        let pipe = self.pipelines.get(&self.device, key);
+        let pipe = self.pipelines.get(&self.gpu.device, key);
         debug_assert_eq!(bindings.len(), pipe.bindings.len(), "{}", pipe.label);
         let bytes = bytemuck::bytes_of(params);
-        let (ubuf, offset) = rec.params.push(&self.device, bytes);
+        let (ubuf, offset) = rec.params.push(&self.gpu, bytes);
         let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
             .iter()
             .zip(&pipe.bindings)
@@ -452,11 +455,14 @@ impl Ops {
             binding: pipe.step_binding,
             resource: rec.step.as_entire_binding(),
         });
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&pipe.label),
-            layout: &pipe.layout,
-            entries: &entries,
-        });
+        let bind_group = self
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&pipe.label),
+                layout: &pipe.layout,
+                entries: &entries,
+            });
         rec.dispatches.push(Dispatch {
             pipeline: pipe.pipeline,
             bind_group,
