@@ -4,7 +4,7 @@
 //! (structured clone, field `file`), because it cannot be serialized.
 
 use m1_engine::backend::Sampling;
-use m1_engine::gpu::AdapterReport;
+use m1_engine::gpu::{AdapterReport, Held};
 use m1_engine::reason::{Event as ReasonEvent, Question, SweepEvent};
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +117,10 @@ pub struct RunStats {
     /// leaks shows here).
     #[serde(default)]
     pub worker_memory: Option<u64>,
+    /// The GPU buffers the engine holds after the run, and their bytes (GPU only): a run
+    /// that leaks on the device shows here.
+    #[serde(default)]
+    pub gpu_held: Option<Held>,
 }
 
 /// Worker -> UI.

@@ -35,7 +35,7 @@ mod seeds {
     };
     use m1_engine::backend::Sampling;
     use m1_engine::gguf::{parse, Array, GgmlType, Header, Layout, TensorSpec, Value};
-    use m1_engine::gpu::AdapterReport;
+    use m1_engine::gpu::{AdapterReport, Held};
     use m1_engine::reason::{
         Event as ReasonEvent, ExtractRule, Question, StopReason, Summary, SweepEvent,
     };
@@ -890,6 +890,10 @@ mod seeds {
                     dispatches_per_token: Some(245.0),
                     gpu_ms_per_token: None,
                     worker_memory: Some(1 << 27),
+                    gpu_held: Some(Held {
+                        buffers: 278,
+                        bytes: 110_545_556,
+                    }),
                 },
             },
             Event::Ready {

@@ -24,6 +24,13 @@ fn run_line(s: &RunStats) -> String {
     if let Some(m) = s.worker_memory {
         parts.push(format!("engine memory {}", fmt_bytes(m)));
     }
+    if let Some(h) = s.gpu_held {
+        parts.push(format!(
+            "{} GPU buffers ({})",
+            h.buffers,
+            fmt_bytes(h.bytes)
+        ));
+    }
     parts.join(" · ")
 }
 
@@ -44,7 +51,12 @@ pub fn DevicePanel(
         <details class="panel device" data-testid="device-panel">
             <summary>"About this device"</summary>
             {move || last_run.get().map(|s| view! {
-                <p data-testid="run-stats" data-worker-memory=s.worker_memory.map(|m| m.to_string())>
+                <p
+                    data-testid="run-stats"
+                    data-worker-memory=s.worker_memory.map(|m| m.to_string())
+                    data-gpu-buffers=s.gpu_held.map(|h| h.buffers.to_string())
+                    data-gpu-bytes=s.gpu_held.map(|h| h.bytes.to_string())
+                >
                     "Last answer: " {run_line(&s)}
                 </p>
             })}

@@ -186,9 +186,11 @@ impl AppState {
         }
     }
 
-    /// What a new question and the kiosk's reset both clear: the last answer and its error.
+    /// What a new question and the kiosk's reset both clear: the last answer, its error and
+    /// its figures (so the figures shown are always the answer's on screen).
     fn forget_answer(&self) {
         self.error.set(None);
+        self.last_run.set(None);
         self.pieces.set(Vec::new());
         self.think_tokens.set(0);
         self.answer_prefix.set(None);

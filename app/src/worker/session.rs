@@ -6,7 +6,7 @@ use std::rc::Rc;
 use m1_engine::backend::{
     run_controller, run_sweep, Backend, CpuBackend, EngineError, Loaded, Sampling,
 };
-use m1_engine::gpu::StepStats;
+use m1_engine::gpu::{Held, StepStats};
 use m1_engine::reason::{
     Controller, Event as ReasonEvent, Question, ReasonConfig, Sweep, SweepEvent,
 };
@@ -53,6 +53,7 @@ impl Session {
             summary.decode_tokens_per_s,
             before,
             self.gpu_stats(),
+            self.gpu_held(),
         ))
     }
 
@@ -79,19 +80,25 @@ impl Session {
         // Every sample is a decode step: thinking and the answers alike.
         let decode = (summary.total_ms > 0.0 && summary.sampled_tokens > 0)
             .then(|| summary.sampled_tokens as f64 * 1000.0 / summary.total_ms);
-        Ok(run_stats(decode, before, self.gpu_stats()))
+        Ok(run_stats(decode, before, self.gpu_stats(), self.gpu_held()))
     }
 
     fn gpu_stats(&self) -> Option<StepStats> {
         self.model.backend.as_gpu().map(|g| g.model().stats())
     }
+
+    fn gpu_held(&self) -> Option<Held> {
+        self.model.backend.as_gpu().map(|g| g.model().gpu().held())
+    }
 }
 
-/// A run's figures from the GPU's step counters before and after it (none on the CPU).
+/// A run's figures from the GPU's step counters before and after it and the buffers the
+/// engine holds after it (none on the CPU).
 fn run_stats(
     decode_tokens_per_s: Option<f64>,
     before: Option<StepStats>,
     after: Option<StepStats>,
+    gpu_held: Option<Held>,
 ) -> RunStats {
     let per_step = before.zip(after).and_then(|(b, a)| {
         let steps = a.steps.checked_sub(b.steps).filter(|&n| n > 0)? as f64;
@@ -108,6 +115,7 @@ fn run_stats(
         dispatches_per_token: per_step.map(|p| p.1),
         gpu_ms_per_token: per_step.and_then(|p| p.2),
         worker_memory: Some(super::js::wasm_memory_bytes()),
+        gpu_held,
     }
 }
 
