@@ -3,7 +3,7 @@
 // the cached copy (no network) and answers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, BASE, engineReady, screenshot } from './harness.mjs';
+import { launch, BASE, engineReady, screenshot, stallReport } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
 const LOAD_TIMEOUT = 180_000;
@@ -22,7 +22,7 @@ test('a lost GPU device is reported and the model reloads from the cache', async
     // The list is fetched beside the engine's start; say where the page stood if it never came.
     await p.getByRole('button', { name: `Load ${FILE}` }).click().catch(async (e) => {
       const status = await p.getByTestId('engine-status').textContent({ timeout: 1000 }).catch(() => '?');
-      throw new Error(`no Load button: status "${status}"\n${b.consoleLines.join('\n')}\n${e.message}`);
+      throw new Error(`no Load button: status "${status}"\n${await stallReport(b, b.page)}\n${b.consoleLines.join('\n')}\n${e.message}`);
     });
     await p.getByTestId('loaded-model').waitFor({ timeout: LOAD_TIMEOUT });
     lap('loaded on WebGPU');

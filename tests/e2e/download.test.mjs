@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, BASE, SIZE_TEXT, bytesOf, engineReady, screenshot } from './harness.mjs';
+import { launch, BASE, SIZE_TEXT, bytesOf, engineReady, screenshot, stallReport } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
 const SIZE = 98_362_432;
@@ -31,8 +31,8 @@ async function routeModel(context, decide) {
 async function ready(b) {
   await b.page.goto(BASE);
   await engineReady(b, b.page);
-  await b.page.getByRole('button', { name: `Load ${FILE}` }).waitFor({ timeout: 60_000 }).catch((e) => {
-    throw new Error(`the model list did not come: ${e.message}\nconsole:\n${b.consoleLines.join('\n')}`);
+  await b.page.getByRole('button', { name: `Load ${FILE}` }).waitFor({ timeout: 60_000 }).catch(async (e) => {
+    throw new Error(`the model list did not come: ${e.message}\n${await stallReport(b, b.page)}\nconsole:\n${b.consoleLines.join('\n')}`);
   });
 }
 

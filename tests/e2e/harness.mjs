@@ -28,7 +28,11 @@ export async function launch({ args = [], ...options } = {}) {
   });
   const requests = [];
   const consoleLines = [];
-  context.on('request', (r) => requests.push(r.url()));
+  // Requests not yet finished or failed, for the report of a stalled start.
+  const pending = new Set();
+  context.on('request', (r) => { requests.push(r.url()); pending.add(r); });
+  context.on('requestfinished', (r) => pending.delete(r));
+  context.on('requestfailed', (r) => pending.delete(r));
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
@@ -37,18 +41,47 @@ export async function launch({ args = [], ...options } = {}) {
     rmSync(dir, { recursive: true, force: true });
   };
   // profileDir: names the browser's processes (in their command lines), for the benchmark.
-  return { context, page, requests, consoleLines, close, profileDir: dir };
+  return { context, page, requests, pending, consoleLines, close, profileDir: dir };
 }
 
 /** Waits for the engine's ready status containing `text`; on a timeout, throws with what the
- * page said instead (its status, the probe's reason, the console lines), since a start that
- * stalls has been seen once in a CI run and not when rerun. */
+ * page said instead (its status, the probe's reason, where its workers got, the requests
+ * still open, the console lines): a rare stall is then told by its first report. */
 export async function engineReady(b, page, { text = 'Engine ready', timeout = 60_000 } = {}) {
   await page.getByTestId('engine-status').filter({ hasText: text }).waitFor({ timeout }).catch(async (e) => {
     const status = await page.getByTestId('engine-status').textContent({ timeout: 1000 }).catch(() => '?');
     const reason = await page.getByTestId('device-reason').textContent({ timeout: 1000 }).catch(() => '-');
-    throw new Error(`"${text}" not reached: status "${status}", reason "${reason}"\n${b.consoleLines.join('\n')}\n${e.message}`);
+    throw new Error(`"${text}" not reached: status "${status}", reason "${reason}"\n${await stallReport(b, page)}\n${b.consoleLines.join('\n')}\n${e.message}`);
   });
+}
+
+/** How far each of the page's workers got in its start (`self.m1Stage`, set by the engine
+ * worker and its loader), whether a service worker controls the page, and the requests
+ * still open: what a stalled start leaves to go on. */
+export async function stallReport(b, page) {
+  const within = (p, ms, late) => Promise.race([p, new Promise((r) => setTimeout(() => r(late), ms))]);
+  const lines = await Promise.all(page.workers().map(async (w) => {
+    const stage = await within(w.evaluate(() => self.m1Stage ?? '(no stage)'), 2000, '(no answer in 2 s)')
+      .catch((e) => `(unreachable: ${e.message})`);
+    return `worker ${w.url()}: ${stage}`;
+  }));
+  const sw = await within(page.evaluate(() => navigator.serviceWorker?.controller?.state ?? 'none'), 2000, '?')
+    .catch(() => '?');
+  const open = [...b.pending].map((r) => `unfinished request: ${r.method()} ${r.url()}${r.serviceWorker() ? ' (by the service worker)' : ''}`);
+  // The same small file asked for now, from here and from the page: says whether the
+  // server or the browser's side is stuck.
+  const probe = async (f) => {
+    const t0 = Date.now();
+    const r = await within(f().catch((e) => `failed: ${e.message}`), 5000, 'no answer in 5 s');
+    return `${r} (${Date.now() - t0} ms)`;
+  };
+  const url = new URL('models/index.json', BASE).href;
+  const fromHere = await probe(() => fetch(url).then((r) => `HTTP ${r.status}`));
+  const fromPage = await probe(() => page.evaluate((u) => fetch(u).then((r) => `HTTP ${r.status}`), url));
+  return [
+    `${lines.length} workers; service worker controlling the page: ${sw}`, ...lines, ...open,
+    `models/index.json now: from the test ${fromHere}, from the page ${fromPage}`,
+  ].join('\n');
 }
 
 /** A size as the page writes it (the engine's `fmt_bytes`: "98.4 MB", "512 kB") in bytes. */

@@ -36,9 +36,11 @@ async fn gpu_or_why_not(
             None,
         ));
     }
+    js::stage("opening WebGPU");
     let gpu = open().await.map_err(|e| (e.to_string(), None))?;
     let mut adapter = gpu.report.clone();
     if adapter.name.is_empty() {
+        js::stage("naming the WebGPU adapter");
         adapter.name = browser_adapter_label()
             .await
             .unwrap_or_else(|| "unnamed adapter".into());
@@ -100,7 +102,8 @@ async fn open() -> Result<Gpu, GpuError> {
             })
     };
     match attempt().await {
-        Err(GpuError::NoAdapter(_)) => {
+        Err(GpuError::NoAdapter(e)) => {
+            js::stage(&format!("opening WebGPU again ({e})"));
             js::sleep_ms(1000).await;
             attempt().await
         }

@@ -23,6 +23,12 @@ pub fn now_ms() -> f64 {
         .unwrap_or_else(js_sys::Date::now)
 }
 
+/// Records how far the worker's start has got as `self.m1Stage`, where a test that finds
+/// the page stuck on "Starting the engine…" reads it (harness.mjs `engineReady`).
+pub fn stage(what: &str) {
+    let _ = js_sys::Reflect::set(&js_sys::global(), &"m1Stage".into(), &what.into());
+}
+
 /// Bytes of the worker's WebAssembly memory. It only grows, so this is also the peak.
 pub fn wasm_memory_bytes() -> u64 {
     core::arch::wasm32::memory_size(0) as u64 * 65_536

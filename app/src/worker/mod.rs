@@ -104,6 +104,7 @@ pub fn start() {
     s.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     on_message.forget();
+    js::stage("started, waiting for init");
     post(&Event::Started {});
 }
 
@@ -116,6 +117,7 @@ async fn handle(req: Request, file: Option<File>) {
         } => {
             let device = device::probe(force_cpu, force_gpu, threads).await;
             with_state(|s| s.device = Some(device.clone()));
+            js::stage("ready");
             post(&Event::Ready { device });
         }
         Request::Load { source, context } => load::load(source, file, context).await,

@@ -52,6 +52,7 @@ pub async fn start(limit: Option<usize>) -> CpuThreads {
             "the browser reports one core"
         });
     }
+    js::stage(&format!("starting {want} CPU threads"));
     let pool = Pool::with_spawner(want, &spawn);
     let t0 = js::now_ms();
     while pool.started() + 1 < pool.threads() && js::now_ms() - t0 < START_DEADLINE_MS {
