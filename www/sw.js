@@ -22,14 +22,19 @@ self.addEventListener('activate', (event) => {
   );
 });
 
+// The site may live under any path; the worker sits at its root.
+const MODELS = new URL('./models/', self.location).href;
+
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== 'GET' || url.origin !== self.location.origin) return;
-  if (url.pathname.endsWith('.gguf')) return;
+  // Models and their listing are never cached here (see above): nothing to answer offline,
+  // so the browser fetches them itself.
+  if (url.pathname.endsWith('.gguf') || url.href.startsWith(MODELS)) return;
   event.respondWith(
     fetch(event.request)
       .then((resp) => {
-        if (resp.ok && !url.pathname.startsWith('/models/')) {
+        if (resp.ok) {
           const copy = resp.clone();
           caches.open(CACHE).then((c) => c.put(event.request, copy));
         }
