@@ -4,6 +4,7 @@
 
 mod dist;
 mod fuzz;
+mod http;
 mod models;
 mod serve;
 mod sh;

@@ -5,11 +5,12 @@
 //! `cargo xtask dist` as it is, as any static host would.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
+use std::net::TcpListener;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
+use crate::http::{self, Body, Request, Response};
 
 use crate::sh;
 use crate::{models, root, step, threaded, tools};
@@ -147,39 +148,26 @@ pub fn start(site: &Site, port: u16) -> Result<std::thread::JoinHandle<()>, Stri
             site.dist.display()
         ));
     }
-    let server = Server::http(("127.0.0.1", port))
+    let listener = TcpListener::bind(("127.0.0.1", port))
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-    let server = Arc::new(server);
     let site = site.clone();
-    Ok(std::thread::spawn(move || {
-        for req in server.incoming_requests() {
-            let site = site.clone();
-            // One thread per request: a model download must not stall the page's other requests.
-            std::thread::spawn(move || handle(&site, req));
-        }
-    }))
+    Ok(http::serve(
+        listener,
+        Arc::new(move |req| handle(&site, req)),
+    ))
 }
 
-fn handle(site: &Site, req: Request) {
+fn handle(site: &Site, req: &Request) -> Response {
     let url = req
-        .url()
+        .target
         .split(['?', '#'])
         .next()
         .unwrap_or("/")
         .to_string();
     let path = percent_decode(&url);
-    if !matches!(req.method(), Method::Get | Method::Head) {
-        let _ = req.respond(Response::empty(405));
-        return;
-    }
     if path == "/models/index.json" && !site.model_dirs.is_empty() {
-        let body = model_index(site);
-        let _ = req.respond(with_common(
-            Response::from_string(body),
-            "application/json",
-            site.isolation,
-        ));
-        return;
+        let body = Body::Bytes(model_index(site).into_bytes());
+        return with_common(Response::new(200, body), "application/json", site.isolation);
     }
     let file = match path.strip_prefix("/models/") {
         Some(rest) if !site.model_dirs.is_empty() => site
@@ -196,14 +184,8 @@ fn handle(site: &Site, req: Request) {
     match file {
         Some(f) => serve_file(req, &f, site.isolation),
         None => {
-            let _ = req.respond(
-                with_common(
-                    Response::from_string("not found"),
-                    "text/plain",
-                    site.isolation,
-                )
-                .with_status_code(404),
-            );
+            let body = Body::Bytes(b"not found".to_vec());
+            with_common(Response::new(404, body), "text/plain", site.isolation)
         }
     }
 }
@@ -234,48 +216,37 @@ pub fn index_json<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> String
     format!("[{}]", items.join(","))
 }
 
-fn serve_file(req: Request, path: &Path, isolation: bool) {
+fn serve_file(req: &Request, path: &Path, isolation: bool) -> Response {
     let Ok(mut f) = fs::File::open(path) else {
-        let _ = req.respond(Response::empty(404));
-        return;
+        return Response::text(404, "not found");
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let ctype = content_type(path);
-    let range = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Range"))
-        .and_then(|h| parse_range(h.value.as_str(), len));
-    let head = *req.method() == Method::Head;
+    let range = req.header("Range").and_then(|v| parse_range(v, len));
     let (start, end, status) = match range {
         Some(Ok((s, e))) => (s, e, 206),
         Some(Err(())) => {
-            let resp = Response::empty(416)
-                .with_header(header("Content-Range", &format!("bytes */{len}")));
-            let _ = req.respond(resp);
-            return;
+            return Response::new(416, Body::Bytes(Vec::new()))
+                .with_header("Content-Range", &format!("bytes */{len}"));
         }
         None => (0, len, 200),
     };
     if f.seek(SeekFrom::Start(start)).is_err() {
-        let _ = req.respond(Response::empty(500));
-        return;
+        return Response::text(500, "cannot seek");
     }
-    let n = end - start;
-    let body: Box<dyn Read + Send> = if head {
-        Box::new(std::io::empty())
-    } else {
-        Box::new(f.take(n))
-    };
-    let mut resp = Response::new(StatusCode(status), vec![], body, Some(n as usize), None);
-    resp = with_common(resp, ctype, isolation).with_header(header("Accept-Ranges", "bytes"));
+    let mut resp = with_common(
+        Response::new(status, Body::File(f, end - start)),
+        ctype,
+        isolation,
+    )
+    .with_header("Accept-Ranges", "bytes");
     if status == 206 {
-        resp = resp.with_header(header(
+        resp = resp.with_header(
             "Content-Range",
             &format!("bytes {start}-{}/{len}", end.saturating_sub(1)),
-        ));
+        );
     }
-    let _ = req.respond(resp);
+    resp
 }
 
 /// `bytes=a-b`, `bytes=a-`, `bytes=-n` (one range only); Err for an unsatisfiable one.
@@ -304,23 +275,18 @@ fn parse_range(v: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     })
 }
 
-fn with_common<R: Read>(resp: Response<R>, ctype: &str, isolation: bool) -> Response<R> {
+fn with_common(resp: Response, ctype: &str, isolation: bool) -> Response {
     let mut resp = resp
-        .with_header(header("Content-Type", ctype))
-        .with_header(header("Content-Security-Policy", CSP))
-        .with_header(header("X-Content-Type-Options", "nosniff"))
-        .with_header(header("Cache-Control", "no-cache"));
+        .with_header("Content-Type", ctype)
+        .with_header("Content-Security-Policy", CSP)
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Cache-Control", "no-cache");
     if isolation {
         for (k, v) in ISOLATION {
-            resp = resp.with_header(header(k, v));
+            resp = resp.with_header(k, v);
         }
     }
     resp
-}
-
-fn header(k: &str, v: &str) -> Header {
-    Header::from_bytes(k.as_bytes(), v.as_bytes())
-        .expect("static header names and ASCII values are valid")
 }
 
 /// The media type of each file extension the site holds (anything else, `*.gguf` included,
