@@ -4,9 +4,9 @@
 //! through a condition variable and can lose the wake-up when two connections arrive
 //! together (`TaskPool::spawn` reads "a thread is waiting" before the woken one has taken
 //! its task): the second then waits until some other keep-alive connection closes. In the
-//! e2e specs that was a request the page made at start and never saw answered (3 starts in
-//! about 170, `models/index.json` each time, while the same file came in 26 ms to a new
-//! client). A thread per connection cannot wait behind another.
+//! e2e specs that was a request the page made at start and never saw answered (4 starts in
+//! about 200; `models/index.json` each time one was reported, while the same file came in
+//! 26 ms to a new client). A thread per connection cannot wait behind another.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
