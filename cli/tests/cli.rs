@@ -165,6 +165,60 @@ fn zero_context_exits_2() {
     assert_exit(&out, 2, "--ctx");
 }
 
+#[test]
+fn host_only_conflicts_with_cpu_exits_2() {
+    let out = m1(&[
+        "bench",
+        "--synthetic",
+        "qwen2.5-0.5b:q4_k_m",
+        "--host-only",
+        "--cpu",
+    ]);
+    assert_exit(&out, 2, "cannot be used with");
+}
+
+/// `--host-only` runs the real decode plan on wgpu's noop device: the step is the one a GPU
+/// gets (one pass, 8 dispatches a layer plus embedding, head and sampler), its host figures
+/// are measured and split, and no GPU time is claimed.
+#[test]
+fn bench_host_only_measures_the_host_side_of_each_step() {
+    let out = m1(&[
+        "bench",
+        "--synthetic",
+        "qwen2.5-0.5b:q4_k_m",
+        "--host-only",
+        "--prompt-tokens",
+        "4",
+        "--gen-tokens",
+        "6",
+        "--ctx",
+        "64",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let b = &lines[0];
+    let num = |k: &str| b[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {b}"));
+    let device = b["device"].as_str().unwrap_or_default();
+    assert!(device.contains("noop"), "device {device:?}");
+    assert_eq!(b["layers"], 24);
+    assert_eq!(num("passes_per_token"), 1.0);
+    let dispatches = num("dispatches_per_token");
+    assert!(
+        (24.0 * 8.0..=24.0 * 8.0 + 24.0).contains(&dispatches),
+        "{dispatches} dispatches a token"
+    );
+    let (host, encode) = (num("host_ms_per_token"), num("encode_ms_per_token"));
+    assert!(
+        encode > 0.0 && encode <= host,
+        "encode {encode} of host {host} ms"
+    );
+    assert!(
+        b.get("gpu_ms_per_token").is_none(),
+        "noop has no GPU time: {b}"
+    );
+}
+
 // ---------------------------------------------------------------- files: exit 3
 
 #[test]

@@ -13,8 +13,8 @@ pub mod model;
 pub mod quantize;
 pub mod reason;
 pub mod sampling;
-/// Models of real shapes with random weights, generated as read (benchmarks).
-#[cfg(not(target_arch = "wasm32"))]
+/// Models of real shapes with random weights, generated as read (benchmarks, natively and
+/// in the browser).
 pub mod synthetic;
 pub mod tokenizer;
 pub mod units;

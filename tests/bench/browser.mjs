@@ -1,6 +1,7 @@
 // The browser benchmark: drives the built app in Chromium as a visitor would and prints
 // the figures the native `m1 bench` prints: load time and MB/s, prefill and decode tok/s,
-// time to first token, the browser's peak memory (PSS of all its processes), the adapter.
+// time to first token, the browser's peak memory (PSS of all its processes), the adapter,
+// and on the GPU path the host's cost per decoded token.
 //
 //   cargo xtask serve --port 8090 --models .cache/models      # in another terminal
 //   cd tests && M1_BASE_URL=http://127.0.0.1:8090 node bench/browser.mjs \
@@ -38,6 +39,17 @@ function pssOf(marker) {
     }
   }
   return total;
+}
+
+/** The GPU path's host ms and dispatches per decoded token, from "About this device". */
+async function hostFigures(page) {
+  const line = await page.getByTestId('run-stats').textContent({ timeout: 5_000 }).catch(() => '');
+  const host = line.match(/host ([\d.]+) ms per token/);
+  const dispatches = line.match(/\((\d+) dispatches in one pass\)/);
+  return {
+    host_ms_per_token: host ? parseFloat(host[1]) : null,
+    dispatches_per_token: dispatches ? parseInt(dispatches[1], 10) : null,
+  };
 }
 
 const b = await launch();
@@ -98,6 +110,9 @@ try {
     prefill_tok_per_s: num(/prefill ([\d.]+) tok\/s/),
     decode_tok_per_s: num(/decode ([\d.]+) tok\/s/),
     tokens: stats.split('·')[0].trim(),
+    // The GPU path's per-token host cost (encode + submit in the engine worker) from "About
+    // this device": "host 0.21 ms per token (245 dispatches in one pass)".
+    ...(await hostFigures(b.page)),
     peak_browser_pss_mb: Math.round(Math.max(peak, pssOf(b.profileDir)) / 1e6),
   };
   if (args.includes('--json')) {

@@ -42,6 +42,11 @@ pub struct GpuOptions {
     pub disable_f16: bool,
     /// Request timestamp queries where offered, so each step's GPU time can be measured.
     pub timestamps: bool,
+    /// Natively, a device that executes nothing (wgpu's noop backend: buffers and copies are
+    /// real, dispatches are recorded, validated and dropped), so a benchmark's per-step
+    /// figures are the host's cost alone. A software adapter such as lavapipe runs the work
+    /// inside `submit` and cannot separate the two. Refused on the web.
+    pub host_only: bool,
 }
 
 /// A device and queue with the adapter's real limits. A clone is the same device (its
@@ -68,10 +73,22 @@ impl Gpu {
     /// Requests the high-performance adapter with every limit it has: the spec defaults
     /// (128 MiB bindings, 256 MiB buffers) are far below what a 7B model needs.
     pub async fn new(options: GpuOptions) -> Result<Self, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+        descriptor.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        if options.host_only {
+            if cfg!(target_arch = "wasm32") {
+                return Err(GpuError::NoAdapter(
+                    "a host-only device exists natively only".to_string(),
+                ));
+            }
+            descriptor.backends = wgpu::Backends::NOOP;
+            descriptor.backend_options.noop = wgpu::NoopBackendOptions {
+                // A hardware GPU's type, so the tuning is a GPU's (not a software adapter's).
+                device_type: Some(wgpu::DeviceType::DiscreteGpu),
+                ..wgpu::NoopBackendOptions::enabled()
+            };
+        }
+        let instance = wgpu::Instance::new(descriptor);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -93,7 +110,10 @@ impl Gpu {
         let limits = adapter.limits();
         let offered = adapter.features();
         let shader_f16 = offered.contains(wgpu::Features::SHADER_F16) && !options.disable_f16;
-        let timestamps = offered.contains(wgpu::Features::TIMESTAMP_QUERY) && options.timestamps;
+        // The noop device offers timestamps but never writes them: no GPU time to report.
+        let timestamps = offered.contains(wgpu::Features::TIMESTAMP_QUERY)
+            && options.timestamps
+            && !options.host_only;
         let mut required_features = wgpu::Features::empty();
         if shader_f16 {
             required_features |= wgpu::Features::SHADER_F16;

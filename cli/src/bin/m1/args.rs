@@ -407,6 +407,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub cpu: bool,
 
+    /// Run the GPU path on a device that executes nothing (wgpu's noop backend): every step
+    /// is prepared, recorded, submitted and read back, so the per-token figures are the
+    /// host's cost alone, which a software adapter's submit hides in its execution. The
+    /// model's outputs are meaningless
+    #[arg(long, conflicts_with_all = ["cpu", "kernels"])]
+    pub host_only: bool,
+
     /// Positions the KV cache holds [default: 8192 on the GPU, capped at the model's context]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub ctx: Option<u64>,

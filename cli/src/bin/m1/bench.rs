@@ -41,6 +41,7 @@ struct Subject {
 /// The GPU's figures per decoded token, from its step counters over the decode loop.
 struct PerToken {
     host_ms: f64,
+    encode_ms: f64,
     passes: f64,
     dispatches: f64,
     bytes_written: f64,
@@ -53,6 +54,7 @@ impl PerToken {
         let timed = after.timed_steps - before.timed_steps;
         Self {
             host_ms: (after.host_ms - before.host_ms) / n,
+            encode_ms: (after.encode_ms - before.encode_ms) / n,
             passes: (after.passes - before.passes) as f64 / n,
             dispatches: (after.dispatches - before.dispatches) as f64 / n,
             bytes_written: (after.bytes_written - before.bytes_written) as f64 / n,
@@ -73,6 +75,7 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     // Timestamp queries where offered: the GPU time of each step.
     let gpu_options = GpuOptions {
         timestamps: true,
+        host_only: args.host_only,
         ..GpuOptions::default()
     };
     let mut subject = match (&args.synthetic, &args.model) {
@@ -155,6 +158,7 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         });
         if let (Some(p), Some(obj)) = (&per_token, line.as_object_mut()) {
             obj.insert("host_ms_per_token".into(), json!(p.host_ms));
+            obj.insert("encode_ms_per_token".into(), json!(p.encode_ms));
             obj.insert("passes_per_token".into(), json!(p.passes));
             obj.insert("dispatches_per_token".into(), json!(p.dispatches));
             obj.insert("bytes_written_per_token".into(), json!(p.bytes_written));
@@ -180,9 +184,11 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
                         format!("{ms:.2} ms")
                     });
                 format!(
-                    "per token   host {:.3} ms (encode + submit), wall {wall_ms:.2} ms, GPU {gpu}\n\
+                    "per token   host {:.3} ms (encode {:.3} + submit {:.3}), wall {wall_ms:.2} ms, GPU {gpu}\n\
                      per token   {:.0} pass, {:.0} dispatches ({:.1} per layer), {:.0} bytes written\n",
                     p.host_ms,
+                    p.encode_ms,
+                    p.host_ms - p.encode_ms,
                     p.passes,
                     p.dispatches,
                     p.dispatches / layers.max(1) as f64,

@@ -185,6 +185,9 @@ pub struct StepStats {
     pub steps: u64,
     /// Host time spent encoding and submitting them, in milliseconds.
     pub host_ms: f64,
+    /// The part of `host_ms` before `submit`: the step's write and its recording, finished.
+    /// On a software adapter `submit` runs the work, so this is its host cost.
+    pub encode_ms: f64,
     pub dispatches: u64,
     pub passes: u64,
     /// Bytes written through the queue (the step uniform, fed ids).
@@ -562,7 +565,9 @@ impl GpuModel {
         if let Some((_, slot)) = sample {
             self.ring.copy(&mut enc, slot, &self.scratch.token);
         }
-        let index = queue.submit([enc.finish()]);
+        let commands = enc.finish();
+        self.stats.encode_ms += crate::clock::now_ms() - started;
+        let index = queue.submit([commands]);
         self.stats.steps += 1;
         self.stats.passes += 1;
         self.stats.dispatches += dispatches as u64;
