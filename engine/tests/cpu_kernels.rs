@@ -259,6 +259,44 @@ fn kernels_match_the_f64_reference() {
     }
 }
 
+/// Where the CPU has AVX-512 VNNI, its fused products sum the same integers in the same
+/// order as the AVX2 kernels: the same bits, so a model answers alike on either CPU. (Where
+/// only one SIMD set exists, there is nothing to compare.)
+#[test]
+fn simd_sets_agree_bit_for_bit() {
+    let pool = Pool::new(1);
+    let mut rng = Rng(0x5eed);
+    let simd: Vec<Isa> = Isa::available()
+        .into_iter()
+        .filter(|i| i.is_simd())
+        .collect();
+    for ty in QType::ALL {
+        for &(n, k, m) in &[(7, 768, 1), (9, 1536, 5), (19, 256, 64)] {
+            let w = random_matrix(ty, n, k, &mut rng);
+            let xf = random_activations(m, k, ty.block_values(), &mut rng);
+            let x = Activations::quantize(ty.partner(), &xf, k, Isa::scalar(), &pool);
+            let bits = |isa| -> Vec<u32> {
+                product(&w, &x, isa, &pool)
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            if let Some((&first, rest)) = simd.split_first() {
+                let want = bits(first);
+                for &isa in rest {
+                    assert_eq!(
+                        bits(isa),
+                        want,
+                        "{ty:?} n={n} k={k} m={m}: {} vs {}",
+                        isa.name(),
+                        first.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// 512 tokens (a long prompt's batch) through rows that leave a partial task.
 #[test]
 fn a_long_batch_matches_the_reference() {

@@ -188,7 +188,7 @@ fn quantize_row_q8_0(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut 
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa::Avx2 is only made where AVX2, FMA and F16C were detected.
-        IsaKind::Avx2 => unsafe { x86::quantize_row_q8_0(x, qs, d, s) },
+        IsaKind::Avx2 { .. } => unsafe { x86::quantize_row_q8_0(x, qs, d, s) },
         #[cfg(target_arch = "wasm32")]
         IsaKind::Simd128 => wasm::quantize_row_q8_0(x, qs, d, s),
         _ => scalar_row_q8_0(x, qs, d, s),
@@ -199,7 +199,7 @@ fn quantize_row_q8k(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &m
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa::Avx2 is only made where AVX2, FMA and F16C were detected.
-        IsaKind::Avx2 => unsafe { x86::quantize_row_q8k(x, qs, d, bsums) },
+        IsaKind::Avx2 { .. } => unsafe { x86::quantize_row_q8k(x, qs, d, bsums) },
         #[cfg(target_arch = "wasm32")]
         IsaKind::Simd128 => wasm::quantize_row_q8k(x, qs, d, bsums),
         _ => scalar_row_q8k(x, qs, d, bsums),

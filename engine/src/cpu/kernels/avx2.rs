@@ -5,8 +5,16 @@
 //! per block or super-block. A block is unpacked once and dotted with every token of the
 //! tile. Signed weights (Q4_0, Q5_0, Q8_0) move their sign onto the activation first
 //! (`sign`), as `maddubs` takes one unsigned operand; no pair sum reaches i16's limit.
+//!
+//! Each kernel is generic over a [`Flavor`], the two steps that AVX-512 VNNI fuses:
+//! `maddubs` + `madd` into one `vpdpbusd`, and `madd` + `add` (by a sub-block scale) into
+//! one `vpdpwssd`, on the same 256-bit vectors (Zen 4 splits 512-bit ones in two anyway).
+//! The integer sums are the same, so both flavors give the same bits. The kernels carry no
+//! target features of their own: they inline into `gemm.rs`'s drivers, compiled with the
+//! flavor's features.
 
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 
 use super::act::XRow;
 use super::blocks::*;
@@ -72,18 +80,53 @@ fn hsum128(v: __m128) -> f32 {
     _mm_cvtss_f32(v)
 }
 
-/// Unsigned bytes `a` times signed bytes `b`, summed in fours to 8 i32 lanes.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn dot_us(a: __m256i, b: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+/// The two steps AVX-512 VNNI fuses. Implementations inline into a driver compiled with
+/// their features (`gemm.rs`), never elsewhere.
+pub(crate) trait Flavor {
+    /// Unsigned bytes `a` times signed bytes `b`, summed in fours to 8 i32 lanes.
+    /// SAFETY (all methods): the flavor's instruction sets are available.
+    unsafe fn dot_us(a: __m256i, b: __m256i) -> __m256i;
+    /// `acc + madd(p, s)`: i16 pairs times i16 scales, summed in pairs, added to `acc`.
+    unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i;
+}
+
+/// AVX2: `maddubs` then `madd`.
+pub(crate) struct Avx2;
+
+impl Flavor for Avx2 {
+    #[inline(always)]
+    unsafe fn dot_us(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX2 is available (the caller).
+        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)) }
+    }
+    #[inline(always)]
+    unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(p, s)) }
+    }
+}
+
+/// AVX-512 VNNI on 256-bit vectors (with AVX512VL): one instruction for each.
+pub(crate) struct Vnni;
+
+impl Flavor for Vnni {
+    #[inline(always)]
+    unsafe fn dot_us(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX-512 VNNI and VL are available (the caller).
+        unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b) }
+    }
+    #[inline(always)]
+    unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_dpwssd_epi32(acc, p, s) }
+    }
 }
 
 /// Signed bytes `w` times signed bytes `x`: `|w| * (x with w's sign)`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn dot_ss(w: __m256i, x: __m256i) -> __m256i {
-    dot_us(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+#[inline(always)]
+unsafe fn dot_ss<V: Flavor>(w: __m256i, x: __m256i) -> __m256i {
+    // SAFETY: AVX2 and the flavor's sets are available (the caller).
+    unsafe { V::dot_us(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)) }
 }
 
 /// 16 bytes of nibbles at `p` as 32 values 0..16: the low nibbles, then the high ones.
@@ -117,11 +160,11 @@ fn bit_bytes(bits: [u8; 4]) -> __m256i {
 /// for the types with a min.
 macro_rules! legacy {
     ($name:ident, $block:ty, signed, |$b:ident| $values:expr) => {
-        legacy!(@impl $name, $block, |$b| $values, |q, xv| dot_ss(q, xv),
+        legacy!(@impl $name, $block, |$b| $values, |q, xv| dot_ss::<V>(q, xv),
             |b| (f16_to_f32(b.d), 0.0), false);
     };
     ($name:ident, $block:ty, unsigned, |$b:ident| $values:expr) => {
-        legacy!(@impl $name, $block, |$b| $values, |q, xv| dot_us(q, xv),
+        legacy!(@impl $name, $block, |$b| $values, |q, xv| V::dot_us(q, xv),
             // SAFETY: d and m are the block's first 4 bytes.
             |b| unsafe {
                 let dm = f16x2(b.d.as_ptr());
@@ -130,12 +173,14 @@ macro_rules! legacy {
     };
     (@impl $name:ident, $block:ty, |$b:ident| $values:expr, |$q:ident, $xv:ident| $dot:expr,
      |$bm:ident| $scales:expr, $has_min:expr) => {
-        pub struct $name;
-        impl RowDot for $name {
+        pub struct $name<V>(PhantomData<V>);
+        impl<V: Flavor> RowDot for $name<V> {
             type Block = $block;
-            #[target_feature(enable = "avx2,fma,f16c")]
-            #[inline]
+            #[inline(always)]
+            #[allow(unused_unsafe)]
             unsafe fn dot<const C: usize>(w: &[$block], x: &[XRow<'_>; C]) -> [f32; C] {
+                // SAFETY (the intrinsics): the driver this inlines into has V's features.
+                unsafe {
                 let mut acc = [_mm256_setzero_ps(); C];
                 let mut accm = [0f32; C];
                 for (i, $b) in w.iter().enumerate() {
@@ -161,6 +206,7 @@ macro_rules! legacy {
                     out[c] = hsum(acc[c]) + accm[c];
                 }
                 out
+                }
             }
         }
     };
@@ -211,86 +257,91 @@ fn broadcast_i16(v: __m256i, j: i16) -> __m256i {
 /// `madd`-ed with its scale; the mins meet the activations' sums of 32 once per block.
 macro_rules! k4 {
     ($name:ident, $block:ty, $high:expr) => {
-        pub struct $name;
-        impl RowDot for $name {
+        pub struct $name<V>(PhantomData<V>);
+        impl<V: Flavor> RowDot for $name<V> {
             type Block = $block;
-            #[target_feature(enable = "avx2,fma,f16c")]
-            #[inline]
+            #[inline(always)]
+            #[allow(unused_unsafe)]
             unsafe fn dot<const C: usize>(w: &[$block], x: &[XRow<'_>; C]) -> [f32; C] {
-                let mut acc = [_mm256_setzero_ps(); C];
-                let mut accm = [_mm_setzero_ps(); C];
-                let low4 = _mm256_set1_epi8(0x0f);
-                for (i, b) in w.iter().enumerate() {
-                    // SAFETY: d and dmin are the block's first 4 bytes.
-                    let dd = unsafe { f16x2(b.d.as_ptr()) };
-                    let (d, dmin) = (lane0(dd), lane1(dd));
-                    let (sc, mn) = k4_scales(&b.scales);
-                    let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(
-                        sc as i64,
-                    )));
-                    let mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
-                    let mut sumi = [_mm256_setzero_si256(); C];
-                    // Q5_K's fifth bits, shifted down two bits per 64 values.
-                    let mut hbits = $high(b);
-                    for j in 0..4 {
-                        // SAFETY: 32 bytes of the block's 128.
-                        let bits = unsafe { load(b.qs.as_ptr().add(32 * j)) };
-                        let mut lo = _mm256_and_si256(bits, low4);
-                        let mut hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-                        if let Some(h) = hbits {
-                            let one = _mm256_set1_epi8(1);
-                            lo =
-                                _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
-                            hi = _mm256_or_si256(
-                                hi,
-                                _mm256_slli_epi16(
-                                    _mm256_and_si256(_mm256_srli_epi16(h, 1), one),
-                                    4,
-                                ),
-                            );
-                            hbits = Some(_mm256_srli_epi16(h, 2));
+                // SAFETY (the intrinsics): the driver this inlines into has V's features.
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); C];
+                    let mut accm = [_mm_setzero_ps(); C];
+                    let low4 = _mm256_set1_epi8(0x0f);
+                    for (i, b) in w.iter().enumerate() {
+                        // SAFETY: d and dmin are the block's first 4 bytes.
+                        let dd = unsafe { f16x2(b.d.as_ptr()) };
+                        let (d, dmin) = (lane0(dd), lane1(dd));
+                        let (sc, mn) = k4_scales(&b.scales);
+                        let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(
+                            _mm_cvtsi64_si128(sc as i64),
+                        ));
+                        let mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+                        let mut sumi = [_mm256_setzero_si256(); C];
+                        // Q5_K's fifth bits, shifted down two bits per 64 values.
+                        let mut hbits = $high(b);
+                        for j in 0..4 {
+                            // SAFETY: 32 bytes of the block's 128.
+                            let bits = unsafe { load(b.qs.as_ptr().add(32 * j)) };
+                            let mut lo = _mm256_and_si256(bits, low4);
+                            let mut hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+                            if let Some(h) = hbits {
+                                let one = _mm256_set1_epi8(1);
+                                lo = _mm256_or_si256(
+                                    lo,
+                                    _mm256_slli_epi16(_mm256_and_si256(h, one), 4),
+                                );
+                                hi = _mm256_or_si256(
+                                    hi,
+                                    _mm256_slli_epi16(
+                                        _mm256_and_si256(_mm256_srli_epi16(h, 1), one),
+                                        4,
+                                    ),
+                                );
+                                hbits = Some(_mm256_srli_epi16(h, 2));
+                            }
+                            let sl = broadcast_i16(scales, 2 * j as i16);
+                            let sh = broadcast_i16(scales, 2 * j as i16 + 1);
+                            for c in 0..C {
+                                let at = i * QK_K + 64 * j;
+                                // SAFETY: within row c (the caller).
+                                let (xl, xh) =
+                                    unsafe { (load_x(&x[c], at), load_x(&x[c], at + 32)) };
+                                sumi[c] = V::madd_add(sumi[c], _mm256_maddubs_epi16(lo, xl), sl);
+                                sumi[c] = V::madd_add(sumi[c], _mm256_maddubs_epi16(hi, xh), sh);
+                            }
                         }
-                        let sl = broadcast_i16(scales, 2 * j as i16);
-                        let sh = broadcast_i16(scales, 2 * j as i16 + 1);
                         for c in 0..C {
-                            let at = i * QK_K + 64 * j;
-                            // SAFETY: within row c (the caller).
-                            let (xl, xh) = unsafe { (load_x(&x[c], at), load_x(&x[c], at + 32)) };
-                            let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, xl));
-                            let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, xh));
-                            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
+                            // SAFETY: block i's scale and 16 sums are within row c (the caller).
+                            let (xd, bs) = unsafe {
+                                (
+                                    *x[c].d.get_unchecked(i),
+                                    _mm256_loadu_si256(
+                                        x[c].bsums.as_ptr().add(16 * i) as *const __m256i
+                                    ),
+                                )
+                            };
+                            acc[c] = _mm256_fmadd_ps(
+                                _mm256_set1_ps(d * xd),
+                                _mm256_cvtepi32_ps(sumi[c]),
+                                acc[c],
+                            );
+                            // Sums of 16 -> of 32, one per sub-block, times the mins.
+                            let bs32 = _mm_hadd_epi16(
+                                _mm256_castsi256_si128(bs),
+                                _mm256_extracti128_si256(bs, 1),
+                            );
+                            let pm = _mm_madd_epi16(mins, bs32);
+                            accm[c] =
+                                _mm_fmadd_ps(_mm_set1_ps(-dmin * xd), _mm_cvtepi32_ps(pm), accm[c]);
                         }
                     }
+                    let mut out = [0f32; C];
                     for c in 0..C {
-                        // SAFETY: block i's scale and 16 sums are within row c (the caller).
-                        let (xd, bs) = unsafe {
-                            (
-                                *x[c].d.get_unchecked(i),
-                                _mm256_loadu_si256(
-                                    x[c].bsums.as_ptr().add(16 * i) as *const __m256i
-                                ),
-                            )
-                        };
-                        acc[c] = _mm256_fmadd_ps(
-                            _mm256_set1_ps(d * xd),
-                            _mm256_cvtepi32_ps(sumi[c]),
-                            acc[c],
-                        );
-                        // Sums of 16 -> of 32, one per sub-block, times the mins.
-                        let bs32 = _mm_hadd_epi16(
-                            _mm256_castsi256_si128(bs),
-                            _mm256_extracti128_si256(bs, 1),
-                        );
-                        let pm = _mm_madd_epi16(mins, bs32);
-                        accm[c] =
-                            _mm_fmadd_ps(_mm_set1_ps(-dmin * xd), _mm_cvtepi32_ps(pm), accm[c]);
+                        out[c] = hsum(acc[c]) + hsum128(accm[c]);
                     }
+                    out
                 }
-                let mut out = [0f32; C];
-                for c in 0..C {
-                    out[c] = hsum(acc[c]) + hsum128(accm[c]);
-                }
-                out
             }
         }
     };
@@ -318,76 +369,78 @@ fn pair_bytes(v: __m128i, j: i8) -> __m128i {
 /// Q6_K: per 128 values, 4 x 32 six-bit values (0..64) from two nibble rows and one row of
 /// 2-bit pairs; each 32 spans two 16-value sub-blocks with their own i8 scale. The offset of
 /// 32 is taken off once per block through the activations' sums of 16.
-pub struct Q6K;
-impl RowDot for Q6K {
+pub struct Q6K<V>(PhantomData<V>);
+impl<V: Flavor> RowDot for Q6K<V> {
     type Block = BlockQ6K;
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
+    #[inline(always)]
+    #[allow(unused_unsafe)]
     unsafe fn dot<const C: usize>(w: &[BlockQ6K], x: &[XRow<'_>; C]) -> [f32; C] {
-        let mut acc = [_mm256_setzero_ps(); C];
-        let low4 = _mm256_set1_epi8(0x0f);
-        let two = _mm256_set1_epi8(0x30);
-        for (i, b) in w.iter().enumerate() {
-            let d = f16_to_f32(b.d);
-            // SAFETY: the block's 16 scale bytes.
-            let sc = unsafe { _mm_loadu_si128(b.scales.as_ptr() as *const __m128i) };
-            let mut sumi = [_mm256_setzero_si256(); C];
-            for h in 0..2 {
-                // SAFETY: within the block's 128 + 64 bytes.
-                let (ql0, ql1, qh) = unsafe {
-                    (
-                        load(b.ql.as_ptr().add(64 * h)),
-                        load(b.ql.as_ptr().add(64 * h + 32)),
-                        load(b.qh.as_ptr().add(32 * h)),
-                    )
-                };
-                let q = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, low4),
-                        _mm256_and_si256(_mm256_slli_epi16(qh, 4), two),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, low4),
-                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), two),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                        _mm256_and_si256(qh, two),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), two),
-                    ),
-                ];
-                for (k, q) in q.into_iter().enumerate() {
-                    let s = _mm256_cvtepi8_epi16(pair_bytes(sc, (8 * h + 2 * k) as i8));
-                    for c in 0..C {
-                        // SAFETY: within row c (the caller).
-                        let xv = unsafe { load_x(&x[c], i * QK_K + 128 * h + 32 * k) };
-                        let p = _mm256_madd_epi16(s, _mm256_maddubs_epi16(q, xv));
-                        sumi[c] = _mm256_add_epi32(sumi[c], p);
+        // SAFETY (the intrinsics): the driver this inlines into has V's features.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); C];
+            let low4 = _mm256_set1_epi8(0x0f);
+            let two = _mm256_set1_epi8(0x30);
+            for (i, b) in w.iter().enumerate() {
+                let d = f16_to_f32(b.d);
+                // SAFETY: the block's 16 scale bytes.
+                let sc = unsafe { _mm_loadu_si128(b.scales.as_ptr() as *const __m128i) };
+                let mut sumi = [_mm256_setzero_si256(); C];
+                for h in 0..2 {
+                    // SAFETY: within the block's 128 + 64 bytes.
+                    let (ql0, ql1, qh) = unsafe {
+                        (
+                            load(b.ql.as_ptr().add(64 * h)),
+                            load(b.ql.as_ptr().add(64 * h + 32)),
+                            load(b.qh.as_ptr().add(32 * h)),
+                        )
+                    };
+                    let q = [
+                        _mm256_or_si256(
+                            _mm256_and_si256(ql0, low4),
+                            _mm256_and_si256(_mm256_slli_epi16(qh, 4), two),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(ql1, low4),
+                            _mm256_and_si256(_mm256_slli_epi16(qh, 2), two),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                            _mm256_and_si256(qh, two),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), two),
+                        ),
+                    ];
+                    for (k, q) in q.into_iter().enumerate() {
+                        let s = _mm256_cvtepi8_epi16(pair_bytes(sc, (8 * h + 2 * k) as i8));
+                        for c in 0..C {
+                            // SAFETY: within row c (the caller).
+                            let xv = unsafe { load_x(&x[c], i * QK_K + 128 * h + 32 * k) };
+                            sumi[c] = V::madd_add(sumi[c], _mm256_maddubs_epi16(q, xv), s);
+                        }
                     }
                 }
+                let sc16 = _mm256_cvtepi8_epi16(sc);
+                for c in 0..C {
+                    // SAFETY: block i's scale and 16 sums are within row c (the caller).
+                    let (xd, bs) = unsafe {
+                        (
+                            *x[c].d.get_unchecked(i),
+                            _mm256_loadu_si256(x[c].bsums.as_ptr().add(16 * i) as *const __m256i),
+                        )
+                    };
+                    // sum_i sc_i * (dot_i - 32 * xsum_i)
+                    let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
+                    let s = _mm256_sub_epi32(sumi[c], offset);
+                    acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(s), acc[c]);
+                }
             }
-            let sc16 = _mm256_cvtepi8_epi16(sc);
+            let mut out = [0f32; C];
             for c in 0..C {
-                // SAFETY: block i's scale and 16 sums are within row c (the caller).
-                let (xd, bs) = unsafe {
-                    (
-                        *x[c].d.get_unchecked(i),
-                        _mm256_loadu_si256(x[c].bsums.as_ptr().add(16 * i) as *const __m256i),
-                    )
-                };
-                // sum_i sc_i * (dot_i - 32 * xsum_i)
-                let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
-                let s = _mm256_sub_epi32(sumi[c], offset);
-                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(s), acc[c]);
+                out[c] = hsum(acc[c]);
             }
+            out
         }
-        let mut out = [0f32; C];
-        for c in 0..C {
-            out[c] = hsum(acc[c]);
-        }
-        out
     }
 }

@@ -93,27 +93,45 @@ unsafe fn rows_avx2<K: RowDot>(
     unsafe { rows::<K>(w, x, r, out) }
 }
 
+/// And with AVX-512 VNNI for the kernels' `Vnni` flavor.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn rows_vnni<K: RowDot>(
+    w: &QMatrix,
+    x: &Activations,
+    r: Range<usize>,
+    out: &SharedMut<f32>,
+) {
+    // SAFETY: passed on from the caller.
+    unsafe { rows::<K>(w, x, r, out) }
+}
+
 fn task_fn(ty: QType, isa: Isa) -> TaskFn {
     use super::scalar;
     macro_rules! pick {
-        ($module:ident, $driver:ident) => {
+        ($module:ident, $driver:ident $(, $flavor:ty)?) => {
             match ty {
-                QType::Q4_0 => $driver::<$module::Q4_0>,
-                QType::Q4_1 => $driver::<$module::Q4_1>,
-                QType::Q5_0 => $driver::<$module::Q5_0>,
-                QType::Q5_1 => $driver::<$module::Q5_1>,
-                QType::Q8_0 => $driver::<$module::Q8_0>,
-                QType::Q4K => $driver::<$module::Q4K>,
-                QType::Q5K => $driver::<$module::Q5K>,
-                QType::Q6K => $driver::<$module::Q6K>,
+                QType::Q4_0 => $driver::<$module::Q4_0$(<$flavor>)?>,
+                QType::Q4_1 => $driver::<$module::Q4_1$(<$flavor>)?>,
+                QType::Q5_0 => $driver::<$module::Q5_0$(<$flavor>)?>,
+                QType::Q5_1 => $driver::<$module::Q5_1$(<$flavor>)?>,
+                QType::Q8_0 => $driver::<$module::Q8_0$(<$flavor>)?>,
+                QType::Q4K => $driver::<$module::Q4K$(<$flavor>)?>,
+                QType::Q5K => $driver::<$module::Q5K$(<$flavor>)?>,
+                QType::Q6K => $driver::<$module::Q6K$(<$flavor>)?>,
             }
         };
     }
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
-        IsaKind::Avx2 => {
+        IsaKind::Avx2 { vnni: false } => {
             use super::avx2;
-            pick!(avx2, rows_avx2)
+            pick!(avx2, rows_avx2, avx2::Avx2)
+        }
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx2 { vnni: true } => {
+            use super::avx2;
+            pick!(avx2, rows_vnni, avx2::Vnni)
         }
         #[cfg(target_arch = "wasm32")]
         IsaKind::Simd128 => {

@@ -218,9 +218,9 @@ unsafe fn rows_avx2<K: RowDot>(
 fn task_fn(ty: HalfType, isa: Isa) -> TaskFn {
     match (isa.0, ty) {
         #[cfg(target_arch = "x86_64")]
-        (IsaKind::Avx2, HalfType::F16) => rows_avx2::<x86::Dot<false>>,
+        (IsaKind::Avx2 { .. }, HalfType::F16) => rows_avx2::<x86::Dot<false>>,
         #[cfg(target_arch = "x86_64")]
-        (IsaKind::Avx2, HalfType::Bf16) => rows_avx2::<x86::Dot<true>>,
+        (IsaKind::Avx2 { .. }, HalfType::Bf16) => rows_avx2::<x86::Dot<true>>,
         #[cfg(target_arch = "wasm32")]
         (IsaKind::Simd128, HalfType::F16) => rows_plain::<wasm::Dot<false>>,
         #[cfg(target_arch = "wasm32")]

@@ -130,8 +130,11 @@ pub struct Isa(IsaKind);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IsaKind {
     Scalar,
+    /// AVX2, FMA and F16C; `vnni` where AVX-512 VNNI (with VL) fuses the products' steps.
     #[cfg(target_arch = "x86_64")]
-    Avx2,
+    Avx2 {
+        vnni: bool,
+    },
     #[cfg(target_arch = "wasm32")]
     Simd128,
 }
@@ -142,15 +145,47 @@ impl Isa {
         Isa(IsaKind::Scalar)
     }
 
-    /// The fastest set this CPU has.
+    /// The fastest set this CPU has, or the one `M1_ISA` names where this CPU has it
+    /// (`scalar`, `avx2`: to compare sets on one machine, or to step around one).
     pub fn best() -> Self {
+        let detected = Self::detected();
+        std::env::var("M1_ISA")
+            .ok()
+            .and_then(|name| {
+                Self::below(detected)
+                    .into_iter()
+                    .find(|isa| isa.name() == name)
+            })
+            .unwrap_or(detected)
+    }
+
+    /// The sets a CPU with `best` can run, the scalar one first.
+    fn below(best: Self) -> Vec<Self> {
+        let mut all = vec![Self::scalar()];
+        #[cfg(target_arch = "x86_64")]
+        if best.0 == (IsaKind::Avx2 { vnni: true }) {
+            // The plain AVX2 kernels too, which CPUs without AVX-512 run.
+            all.push(Isa(IsaKind::Avx2 { vnni: false }));
+        }
+        if best.is_simd() {
+            all.push(best);
+        }
+        all
+    }
+
+    /// The fastest set this CPU has.
+    fn detected() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
                 && std::is_x86_feature_detected!("f16c")
             {
-                return Isa(IsaKind::Avx2);
+                let vnni = std::is_x86_feature_detected!("avx512vnni")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512f");
+                return Isa(IsaKind::Avx2 { vnni });
             }
         }
         #[cfg(target_arch = "wasm32")]
@@ -170,18 +205,16 @@ impl Isa {
 
     /// Every set this CPU can run, the scalar one first (for tests).
     pub fn available() -> Vec<Self> {
-        let mut all = vec![Self::scalar()];
-        if Self::best().is_simd() {
-            all.push(Self::best());
-        }
-        all
+        Self::below(Self::detected())
     }
 
     pub fn name(self) -> &'static str {
         match self.0 {
             IsaKind::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
-            IsaKind::Avx2 => "avx2",
+            IsaKind::Avx2 { vnni: false } => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx2 { vnni: true } => "avx512-vnni",
             #[cfg(target_arch = "wasm32")]
             IsaKind::Simd128 => "simd128",
         }

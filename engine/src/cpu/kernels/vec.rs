@@ -13,7 +13,7 @@ pub fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an Isa with AVX2 is only made where AVX2, FMA and F16C were detected.
-        IsaKind::Avx2 => unsafe { x86::dot(&a[..n], &b[..n]) },
+        IsaKind::Avx2 { .. } => unsafe { x86::dot(&a[..n], &b[..n]) },
         _ => {
             // Eight partial sums: the compiler keeps them in one vector register.
             let mut acc = [0f32; 8];
@@ -37,7 +37,7 @@ pub fn axpy(isa: Isa, y: &mut [f32], a: f32, x: &[f32]) {
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot`.
-        IsaKind::Avx2 => unsafe { x86::axpy(&mut y[..n], a, &x[..n]) },
+        IsaKind::Avx2 { .. } => unsafe { x86::axpy(&mut y[..n], a, &x[..n]) },
         _ => {
             for (y, &x) in y[..n].iter_mut().zip(&x[..n]) {
                 *y += a * x;
@@ -59,7 +59,7 @@ pub fn scores(isa: Isa, q: &[f32], kt: &[f32], blocks: usize, out: &mut [f32]) {
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot`; lengths asserted above.
-        IsaKind::Avx2 if hd.is_multiple_of(8) => unsafe { x86::scores(q, kt, blocks, out) },
+        IsaKind::Avx2 { .. } if hd.is_multiple_of(8) => unsafe { x86::scores(q, kt, blocks, out) },
         _ => {
             for b in 0..blocks {
                 let mut acc = [[0f32; KEYS]; 8];
@@ -87,7 +87,7 @@ pub fn weighted_sum(isa: Isa, out: &mut [f32], p: &[f32], v: &[f32]) {
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot`; lengths asserted above.
-        IsaKind::Avx2 if hd.is_multiple_of(8) => unsafe { x86::weighted_sum(out, p, v) },
+        IsaKind::Avx2 { .. } if hd.is_multiple_of(8) => unsafe { x86::weighted_sum(out, p, v) },
         _ => {
             out.fill(0.0);
             for (j, &pj) in p.iter().enumerate() {
@@ -105,7 +105,7 @@ pub fn round_f16(isa: Isa, v: &mut [f32]) {
     match isa.0 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot`.
-        IsaKind::Avx2 => unsafe { x86::round_f16(v) },
+        IsaKind::Avx2 { .. } => unsafe { x86::round_f16(v) },
         _ => v
             .iter_mut()
             .for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
