@@ -187,7 +187,7 @@ fn campaign(target: &str, seconds: u64) -> Result<(), String> {
     args.push("-print_final_stats=1".into());
     let before: Vec<PathBuf> = list(&artifacts);
     let t0 = Instant::now();
-    let (ok, stats) = run_libfuzzer(&args, Some(seconds + STALL_GRACE_S))?;
+    let (end, stats) = run_libfuzzer(&args, Some(seconds + STALL_GRACE_S))?;
     let secs = t0.elapsed().as_secs_f64();
     let (mut crashes, mut spurious) = (Vec::new(), 0);
     for c in list(&artifacts).into_iter().filter(|p| !before.contains(p)) {
@@ -203,17 +203,34 @@ fn campaign(target: &str, seconds: u64) -> Result<(), String> {
         crashes.push(c);
     }
     // libFuzzer stops at a timeout; one that was the load ends the run cleanly.
-    let ok = ok || (spurious > 0 && crashes.is_empty());
-    record(target, secs, &stats, ok && crashes.is_empty())?;
-    if ok && crashes.is_empty() {
-        println!(
-            "{target}: {} executions, cov {} ft {}, working corpus {} inputs",
-            stats.execs,
-            stats.cov,
-            stats.ft,
-            list(&work).len()
-        );
-        return Ok(());
+    let end = match end {
+        _ if !crashes.is_empty() => End::Failed,
+        End::Failed if spurious > 0 => End::Clean,
+        end => end,
+    };
+    record(target, secs, &stats, end.word())?;
+    match end {
+        End::Clean => {
+            println!(
+                "{target}: {} executions, cov {} ft {}, working corpus {} inputs",
+                stats.execs,
+                stats.cov,
+                stats.ft,
+                list(&work).len()
+            );
+            return Ok(());
+        }
+        End::Interrupted | End::Stalled => {
+            return Err(format!(
+                "{target}: {} after {} executions, nothing found",
+                end.word(),
+                stats.execs
+            ))
+        }
+        End::Failed if crashes.is_empty() => {
+            return Err(format!("{target}: libFuzzer failed and left no input"))
+        }
+        End::Failed => {}
     }
     fs::create_dir_all(&regressions).map_err(|e| e.to_string())?;
     for c in &crashes {
@@ -278,9 +295,9 @@ fn minimize_corpus(target: &str) -> Result<(), String> {
     args.extend(LIBFUZZER_LIMITS.iter().map(|s| s.to_string()));
     args.push(format!("-max_len={}", max_len(target)));
     args.push("-merge=1".into());
-    let (ok, _) = run_libfuzzer(&args, None)?;
-    if !ok {
-        return Err("the merge failed".into());
+    let (end, _) = run_libfuzzer(&args, None)?;
+    if end != End::Clean {
+        return Err(format!("the merge did not finish: {}", end.word()));
     }
     let kept = list(&merged);
     if kept.is_empty() {
@@ -306,6 +323,41 @@ fn minimize_corpus(target: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How a libFuzzer run ended, as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Clean,
+    /// An input failed (or libFuzzer itself did).
+    Failed,
+    /// Stopped by a signal (Ctrl-C): libFuzzer says "run interrupted" and exits 72.
+    Interrupted,
+    /// Killed by the watchdog, long past its time.
+    Stalled,
+}
+
+impl End {
+    fn of(success: bool, interrupted: bool, killed: bool) -> Self {
+        match (success, interrupted, killed) {
+            (_, _, true) => End::Stalled,
+            (true, _, _) => End::Clean,
+            (false, true, _) => End::Interrupted,
+            (false, false, _) => End::Failed,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            End::Clean => "clean",
+            End::Failed => "crash",
+            End::Interrupted => "interrupted",
+            End::Stalled => "stalled",
+        }
+    }
+}
+
+/// libFuzzer's line when a signal stops it (it then exits with `-interrupted_exitcode`).
+const INTERRUPTED: &str = "libFuzzer: run interrupted";
+
 #[derive(Default)]
 struct Stats {
     execs: u64,
@@ -322,7 +374,7 @@ struct Stats {
 /// campaign would never end.
 const STALL_GRACE_S: u64 = 600;
 
-fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(bool, Stats), String> {
+fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(End, Stats), String> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     println!("$ cargo {}", argv.join(" "));
     // A group of its own, so the watchdog kills the fuzzer that cargo started too.
@@ -332,13 +384,15 @@ fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(bool, Stats),
         .spawn()
         .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
     let done = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
     if let Some(limit) = limit_s {
-        let (done, group) = (done.clone(), child.id());
+        let (done, killed, group) = (done.clone(), killed.clone(), child.id());
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while !done.load(Ordering::Relaxed) {
                 if t0.elapsed() > Duration::from_secs(limit) {
                     eprintln!("xtask fuzz: no end after {limit} s: the fuzzer stalled; killing it");
+                    killed.store(true, Ordering::Relaxed);
                     let _ = cmd("kill", &["-KILL", &format!("-{group}")]).status();
                     return;
                 }
@@ -348,6 +402,7 @@ fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(bool, Stats),
     }
     let mut stats = Stats::default();
     let mut status_lines = 0u64;
+    let mut interrupted = false;
     if let Some(err) = child.stderr.take() {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             let status = line.starts_with('#');
@@ -364,6 +419,7 @@ fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(bool, Stats),
                 }
                 status_lines += 1;
             }
+            interrupted |= line.contains(INTERRUPTED);
             if let Some(v) = line
                 .strip_prefix("stat::number_of_executed_units:")
                 .and_then(|v| v.trim().parse().ok())
@@ -377,7 +433,8 @@ fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(bool, Stats),
     }
     let s = child.wait().map_err(|e| e.to_string())?;
     done.store(true, Ordering::Relaxed);
-    Ok((s.success(), stats))
+    let end = End::of(s.success(), interrupted, killed.load(Ordering::Relaxed));
+    Ok((end, stats))
 }
 
 /// The number after `key` in a libFuzzer status line (`#123 NEW cov: 456 ft: 789 ...`).
@@ -401,7 +458,7 @@ fn stats_file() -> PathBuf {
 }
 
 /// Appends one campaign's figures: `--report` sums them per target.
-fn record(target: &str, secs: f64, s: &Stats, clean: bool) -> Result<(), String> {
+fn record(target: &str, secs: f64, s: &Stats, end: &str) -> Result<(), String> {
     let path = stats_file();
     let mut f = fs::OpenOptions::new()
         .create(true)
@@ -410,11 +467,8 @@ fn record(target: &str, secs: f64, s: &Stats, clean: bool) -> Result<(), String>
         .map_err(|e| format!("{}: {e}", path.display()))?;
     writeln!(
         f,
-        "{target}\t{secs:.0}\t{}\t{}\t{}\t{}",
-        s.execs,
-        s.cov,
-        s.ft,
-        if clean { "clean" } else { "crash" }
+        "{target}\t{secs:.0}\t{}\t{}\t{}\t{end}",
+        s.execs, s.cov, s.ft,
     )
     .map_err(|e| e.to_string())
 }
@@ -441,4 +495,22 @@ fn print_report(targets: &[String]) -> Result<(), String> {
     }
     println!("(cov and ft: the last campaign's final figures)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Ctrl-C'd or stalled campaign that left no input is not recorded as a finding.
+    #[test]
+    fn a_run_ends_as_its_signs_say() {
+        assert_eq!(End::of(true, false, false), End::Clean);
+        assert_eq!(End::of(false, false, false), End::Failed);
+        assert_eq!(End::of(false, true, false), End::Interrupted);
+        assert_eq!(End::of(false, false, true), End::Stalled);
+        assert_eq!(End::of(false, true, true), End::Stalled);
+        // libFuzzer's own words on SIGINT (compiler-rt FuzzerLoop.cpp, StaticInterruptCallback).
+        assert!("==4242== libFuzzer: run interrupted; exiting".contains(INTERRUPTED));
+        assert_eq!(End::Failed.word(), "crash");
+    }
 }
