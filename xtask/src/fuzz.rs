@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,8 +88,13 @@ pub fn run_cli(args: &[String]) -> Result<(), String> {
         return print_report(&targets);
     }
     ensure_fuzz_tools()?;
+    forward_ctrl_c();
     let mut failed = Vec::new();
     for t in &targets {
+        if STOPPED.load(Ordering::Relaxed) {
+            failed.push(format!("{t} (not run: interrupted)"));
+            continue;
+        }
         let r = if minimize {
             minimize_corpus(t)
         } else {
@@ -105,6 +110,30 @@ pub fn run_cli(args: &[String]) -> Result<(), String> {
     } else {
         Err(format!("fuzz: {} failed", failed.join(", ")))
     }
+}
+
+/// The process group of the libFuzzer run in progress (0: none). It has a group of its own
+/// so the watchdog can kill cargo-fuzz and the fuzzer together; a terminal's Ctrl-C reaches
+/// only xtask's group, so xtask hands it on.
+static FUZZER_GROUP: AtomicI32 = AtomicI32::new(0);
+/// Ctrl-C was pressed: the remaining targets are not run.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(sig: libc::c_int) {
+    STOPPED.store(true, Ordering::Relaxed);
+    let group = FUZZER_GROUP.load(Ordering::Relaxed);
+    if group > 0 {
+        // SAFETY: kill is async-signal-safe; the group is one we started.
+        unsafe { libc::kill(-group, sig) };
+    }
+}
+
+/// From here on Ctrl-C stops the running campaign (libFuzzer then reports "interrupted")
+/// and the ones after it, instead of leaving the fuzzer running without xtask.
+fn forward_ctrl_c() {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: the handler only touches atomics and calls kill.
+    unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
 }
 
 fn fuzz_dir() -> PathBuf {
@@ -383,6 +412,11 @@ fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(End, Stats), 
         .process_group(0)
         .spawn()
         .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
+    FUZZER_GROUP.store(child.id() as i32, Ordering::Relaxed);
+    if STOPPED.load(Ordering::Relaxed) {
+        // Ctrl-C came while it was starting: hand it on now.
+        on_sigint(libc::SIGINT);
+    }
     let done = Arc::new(AtomicBool::new(false));
     let killed = Arc::new(AtomicBool::new(false));
     if let Some(limit) = limit_s {
@@ -432,7 +466,10 @@ fn run_libfuzzer(args: &[String], limit_s: Option<u64>) -> Result<(End, Stats), 
         }
     }
     let s = child.wait().map_err(|e| e.to_string())?;
+    FUZZER_GROUP.store(0, Ordering::Relaxed);
     done.store(true, Ordering::Relaxed);
+    // A Ctrl-C that stopped cargo-fuzz before libFuzzer ran leaves no line of libFuzzer's.
+    let interrupted = interrupted || STOPPED.load(Ordering::Relaxed);
     let end = End::of(s.success(), interrupted, killed.load(Ordering::Relaxed));
     Ok((end, stats))
 }
