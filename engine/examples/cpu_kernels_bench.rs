@@ -60,7 +60,11 @@ fn main() {
         }
         let w = QMatrix::new(ty, n, k, words).unwrap();
         for isa in Isa::available() {
-            let mut line = format!("{ty:?} {:8}", isa.name());
+            // Arranged as a model's weights are (rows interleaved where `isa` takes that).
+            let mut w = w.clone();
+            w.arrange_for(isa);
+            let tiles = if w.is_tiled() { " (8-row tiles)" } else { "" };
+            let mut line = format!("{ty:?} {:8}{tiles}", isa.name());
             for m in [1usize, 4, 64] {
                 let x: Vec<f32> = (0..m * k)
                     .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)

@@ -225,10 +225,45 @@ fn check_close(what: &str, got: &[f32], want: &[(f64, f64)]) {
     }
 }
 
+/// `x W^T` on `isa`, the weights arranged for it as a model's are (rows interleaved where
+/// `isa` has kernels for that).
 fn product(w: &QMatrix, x: &Activations, isa: Isa, pool: &Pool) -> Vec<f32> {
+    let mut w = w.clone();
+    w.arrange_for(isa);
     let mut out = vec![f32::NAN; x.m() * w.n()];
     w.matmul(x, isa, pool, &mut out);
     out
+}
+
+/// Interleaving rows in eights only moves bytes: every row dequantizes as before, and the
+/// sets with interleaved kernels (AVX2 and VNNI, for Q4_0 and Q5_0) do interleave.
+#[test]
+fn arranged_matrices_keep_their_rows() {
+    let mut rng = Rng(0x0dd5);
+    for ty in QType::ALL {
+        for &n in &[3, 8, 21] {
+            let w = random_matrix(ty, n, 2 * ty.block_values(), &mut rng);
+            for isa in Isa::available() {
+                let mut a = w.clone();
+                a.arrange_for(isa);
+                let x86_simd = cfg!(target_arch = "x86_64") && isa.is_simd();
+                assert_eq!(
+                    a.is_tiled(),
+                    x86_simd && n >= 8 && matches!(ty, QType::Q4_0 | QType::Q5_0),
+                    "{ty:?} {} n={n}",
+                    isa.name()
+                );
+                for r in 0..n {
+                    assert_eq!(
+                        bits(&a.dequantize_row(r)),
+                        bits(&w.dequantize_row(r)),
+                        "{ty:?} {} n={n} row {r}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {

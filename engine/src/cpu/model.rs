@@ -159,9 +159,11 @@ impl Raw {
             return Ok(Linear::Candle(QMatMul::Tensor(weight)));
         }
         if let Some(ty) = QType::from_ggml(self.dtype_ggml()).filter(|_| Isa::best().is_simd()) {
-            let matrix = QMatrix::new(ty, n, k, self.words).map_err(|e| CpuError::Internal {
-                what: e.to_string(),
-            })?;
+            let mut matrix =
+                QMatrix::new(ty, n, k, self.words).map_err(|e| CpuError::Internal {
+                    what: e.to_string(),
+                })?;
+            matrix.arrange_for(Isa::best());
             return Ok(Linear::Ours(matrix));
         }
         let weight = self.dtype.from_data(Cow::Borrowed(self.bytes()));

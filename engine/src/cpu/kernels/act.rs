@@ -42,7 +42,8 @@ pub struct Activations {
     pub(crate) d: Vec<f32>,
     /// Q8_0: `d * sum(q)` per block (Q4_1/Q5_1 add their min with it). Empty for Q8K.
     pub(crate) s: Vec<f32>,
-    /// Q8K: `sum(q)` per 16 values (the k-quants' mins and Q6_K's offset). Empty for Q8_0.
+    /// `sum(q)` per 16 values for Q8K (the k-quants' mins and Q6_K's offset), per block for
+    /// Q8_0 (the offset of the interleaved kernels' unsigned weights, `interleave.rs`).
     pub(crate) bsums: Vec<i16>,
 }
 
@@ -81,7 +82,7 @@ impl Activations {
                 Partner::Q8K => Vec::new(),
             },
             bsums: match partner {
-                Partner::Q8_0 => Vec::new(),
+                Partner::Q8_0 => vec![0; m * nb],
                 Partner::Q8K => vec![0; m * k / 16],
             },
         };
@@ -95,7 +96,12 @@ impl Activations {
                     let (q, dd) = (qs.range(r * k..(r + 1) * k), d.range(r * nb..(r + 1) * nb));
                     match partner {
                         Partner::Q8_0 => {
-                            quantize_row_q8_0(isa, x, q, dd, s.range(r * nb..(r + 1) * nb))
+                            quantize_row_q8_0(isa, x, q, dd, s.range(r * nb..(r + 1) * nb));
+                            let sums = bs.range(r * nb..(r + 1) * nb);
+                            for (sum, q) in sums.iter_mut().zip(q.chunks_exact(QK)) {
+                                // At most 32 * 128 in magnitude.
+                                *sum = q.iter().map(|&v| v as i16).sum();
+                            }
                         }
                         Partner::Q8K => {
                             quantize_row_q8k(isa, x, q, dd, bs.range(r * k / 16..(r + 1) * k / 16))
@@ -131,7 +137,7 @@ impl Activations {
                 Partner::Q8K => &[],
             },
             bsums: match self.partner {
-                Partner::Q8_0 => &[],
+                Partner::Q8_0 => &self.bsums[r * nb..(r + 1) * nb],
                 Partner::Q8K => &self.bsums[r * self.k / 16..(r + 1) * self.k / 16],
             },
         }

@@ -18,7 +18,8 @@ use std::marker::PhantomData;
 
 use super::act::XRow;
 use super::blocks::*;
-use super::gemm::RowDot;
+use super::gemm::{RowDot, TileDot};
+use super::interleave::{TileQ4_0, TileQ5_0, ROWS};
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -88,6 +89,17 @@ pub(crate) trait Flavor {
     unsafe fn dot_us(a: __m256i, b: __m256i) -> __m256i;
     /// `acc + madd(p, s)`: i16 pairs times i16 scales, summed in pairs, added to `acc`.
     unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i;
+    /// `acc + dot_us(a1, b1) + dot_us(a2, b2)`, where no two products of a pair of bytes
+    /// reach i16's limit (the tiles' weights are at most 31).
+    unsafe fn dot_us2_add(
+        acc: __m256i,
+        a1: __m256i,
+        b1: __m256i,
+        a2: __m256i,
+        b2: __m256i,
+    ) -> __m256i;
+    /// `v`'s bytes where bit j of `bits` is set, zero elsewhere.
+    unsafe fn bytes_where(bits: u32, v: __m256i) -> __m256i;
 }
 
 /// AVX2: `maddubs` then `madd`.
@@ -104,6 +116,25 @@ impl Flavor for Avx2 {
         // SAFETY: as above.
         unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(p, s)) }
     }
+    #[inline(always)]
+    unsafe fn dot_us2_add(
+        acc: __m256i,
+        a1: __m256i,
+        b1: __m256i,
+        a2: __m256i,
+        b2: __m256i,
+    ) -> __m256i {
+        // SAFETY: as above.
+        unsafe {
+            let p = _mm256_add_epi16(_mm256_maddubs_epi16(a1, b1), _mm256_maddubs_epi16(a2, b2));
+            _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn bytes_where(bits: u32, v: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_and_si256(bit_bytes(bits.to_le_bytes()), v) }
+    }
 }
 
 /// AVX-512 VNNI on 256-bit vectors (with AVX512VL): one instruction for each.
@@ -119,6 +150,22 @@ impl Flavor for Vnni {
     unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
         // SAFETY: as above.
         unsafe { _mm256_dpwssd_epi32(acc, p, s) }
+    }
+    #[inline(always)]
+    unsafe fn dot_us2_add(
+        acc: __m256i,
+        a1: __m256i,
+        b1: __m256i,
+        a2: __m256i,
+        b2: __m256i,
+    ) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(acc, a1, b1), a2, b2) }
+    }
+    #[inline(always)]
+    unsafe fn bytes_where(bits: u32, v: __m256i) -> __m256i {
+        // SAFETY: as above (and AVX512BW).
+        unsafe { _mm256_maskz_mov_epi8(bits, v) }
     }
 }
 
@@ -444,3 +491,70 @@ impl<V: Flavor> RowDot for Q6K<V> {
         }
     }
 }
+
+/// Q4_0 and Q5_0 on eight interleaved rows (`interleave.rs`): per tile, 8 vectors of
+/// unsigned values (row r in lane r), each dotted with 4 activation bytes broadcast, into
+/// one i32 vector that starts at `-offset * sum(x)`; then one convert, scale and fused add
+/// for the eight rows. Per row and token: `acc = fma(d_w * d_x, isum, acc)` over the blocks.
+macro_rules! tiles {
+    ($name:ident, $tile:ty, $offset_shift:expr, |$t:ident, $v:ident| $fifth:expr) => {
+        pub struct $name<V>(PhantomData<V>);
+        impl<V: Flavor> TileDot for $name<V> {
+            type Tile = $tile;
+            #[inline(always)]
+            #[allow(unused_unsafe, unused_variables)]
+            unsafe fn dot<const C: usize>(w: &[$tile], x: &[XRow<'_>; C]) -> [[f32; ROWS]; C] {
+                // SAFETY (the intrinsics): the driver this inlines into has V's features.
+                unsafe {
+                    let low4 = _mm256_set1_epi8(0x0f);
+                    let mut acc = [_mm256_setzero_ps(); C];
+                    for (i, $t) in w.iter().enumerate() {
+                        // SAFETY: the tile's eight f16 scales.
+                        let dw = _mm256_cvtph_ps(unsafe {
+                            _mm_loadu_si128($t.d.as_ptr() as *const __m128i)
+                        });
+                        let mut s: [__m256i; C] = std::array::from_fn(|c| {
+                            // SAFETY: block i of every activation row is in bounds (the caller).
+                            let sum = unsafe { *x[c].bsums.get_unchecked(i) } as i32;
+                            _mm256_set1_epi32(-(sum << $offset_shift))
+                        });
+                        // Activation bytes 4j..4j + 4 of block i, in every lane.
+                        let xq = |c: usize, j: usize| {
+                            // SAFETY: as above.
+                            _mm256_set1_epi32(unsafe {
+                                (x[c].qs.as_ptr().add(i * QK + 4 * j) as *const i32)
+                                    .read_unaligned()
+                            })
+                        };
+                        for j in 0..4 {
+                            // SAFETY: 32 of the tile's 128 bytes.
+                            let bits = unsafe { load($t.qs.as_ptr().add(32 * j)) };
+                            let lo = _mm256_and_si256(bits, low4);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+                            let $v = j;
+                            let lo = _mm256_or_si256(lo, $fifth);
+                            let $v = j + 4;
+                            let hi = _mm256_or_si256(hi, $fifth);
+                            for c in 0..C {
+                                s[c] = V::dot_us2_add(s[c], lo, xq(c, j), hi, xq(c, j + 4));
+                            }
+                        }
+                        for c in 0..C {
+                            // SAFETY: as above.
+                            let xd = unsafe { *x[c].d.get_unchecked(i) };
+                            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(xd));
+                            acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[c]), acc[c]);
+                        }
+                    }
+                    acc.map(|a| std::mem::transmute::<__m256, [f32; ROWS]>(a))
+                }
+            }
+        }
+    };
+}
+
+tiles!(Q4_0Tiles, TileQ4_0, 3, |t, v| _mm256_setzero_si256());
+tiles!(Q5_0Tiles, TileQ5_0, 4, |t, v| V::bytes_where(
+    u32::from_le_bytes(t.qh[v]),
+    _mm256_set1_epi8(0x10)
+));

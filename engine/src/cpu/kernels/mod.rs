@@ -10,16 +10,19 @@
 //! - `gemm.rs`: the tile loop (rows x tokens) and its split over threads.
 //! - `half.rs`: F16 and BF16 matrices, widened in registers and dotted with f32 activations.
 //! - `pool.rs`: the worker threads.
+//! - `interleave.rs`: Q4_0 and Q5_0 rows interleaved in eights for the x86 tile kernels
+//!   (in `avx2.rs`), which sum eight rows in the lanes of one vector.
 //!
-//! Weights stay in their GGUF blocks, read in place: no repacked copy, so memory is the
-//! file's. The instruction set is detected at run time (`Isa::best`); every set computes
-//! the same integer block sums, and a batch, a tile or a thread count never changes a
-//! result (see `gemm.rs`).
+//! Weights stay in their GGUF blocks, read in place (on x86, Q4_0 and Q5_0 rows reordered
+//! in place in eights): no repacked copy, so memory is the file's. The instruction set is
+//! detected at run time (`Isa::best`); every set computes the same integer block sums, and
+//! a batch, a tile or a thread count never changes a result (see `gemm.rs`).
 
 pub mod act;
 pub mod blocks;
 mod gemm;
 pub mod half;
+pub mod interleave;
 pub mod pool;
 mod scalar;
 pub mod vec;
@@ -221,7 +224,9 @@ impl Isa {
     }
 }
 
-/// A weight matrix of `n` rows of `k` values in GGUF blocks, read in place.
+/// A weight matrix of `n` rows of `k` values in GGUF blocks, read in place (or their
+/// whole eights interleaved in place, [`QMatrix::arrange_for`]).
+#[derive(Clone)]
 pub struct QMatrix {
     ty: QType,
     n: usize,
@@ -229,6 +234,8 @@ pub struct QMatrix {
     row_bytes: usize,
     /// The blocks' bytes, in u32 words as the loader reads them.
     words: Vec<u32>,
+    /// Whether each whole eight of rows is interleaved (`interleave.rs`).
+    tiled: bool,
 }
 
 impl QMatrix {
@@ -256,7 +263,24 @@ impl QMatrix {
             k,
             row_bytes,
             words,
+            tiled: false,
         })
+    }
+
+    /// Interleaves the rows in eights where `isa` has kernels for that (`interleave.rs`), in
+    /// place; the products then need `isa` or another set with those kernels.
+    pub fn arrange_for(&mut self, isa: Isa) {
+        if self.tiled || self.n < interleave::ROWS || gemm::task_fn(self.ty, isa, true).is_none() {
+            return;
+        }
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.words);
+        interleave::interleave(self.ty, bytes, self.n, self.row_bytes);
+        self.tiled = true;
+    }
+
+    /// Whether the rows are interleaved in eights.
+    pub fn is_tiled(&self) -> bool {
+        self.tiled
     }
 
     pub fn ty(&self) -> QType {
@@ -278,14 +302,30 @@ impl QMatrix {
         self.words.len() * 4
     }
 
+    /// Row `r`'s blocks, where rows are not interleaved.
     fn row_bytes(&self, r: usize) -> &[u8] {
+        debug_assert!(!self.tiled || r >= self.n / interleave::ROWS * interleave::ROWS);
         let bytes: &[u8] = bytemuck::cast_slice(&self.words);
         &bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
+    /// The tiles of rows `g..g + 8`, interleaved.
+    #[cfg(target_arch = "x86_64")]
+    fn group_bytes(&self, g: usize) -> &[u8] {
+        let bytes: &[u8] = bytemuck::cast_slice(&self.words);
+        &bytes[g * self.row_bytes..(g + interleave::ROWS) * self.row_bytes]
+    }
+
     /// Row `r` as f32 values (ggml's dequantization), for tests and the embedding lookup.
     pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
-        let b = self.row_bytes(r);
+        let gathered;
+        let b = if self.tiled && r < self.n / interleave::ROWS * interleave::ROWS {
+            let bytes: &[u8] = bytemuck::cast_slice(&self.words);
+            gathered = interleave::row_blocks(self.ty, bytes, r, self.row_bytes);
+            &gathered[..]
+        } else {
+            self.row_bytes(r)
+        };
         let mut out = Vec::with_capacity(self.k);
         use blocks::*;
         match self.ty {
