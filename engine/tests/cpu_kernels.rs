@@ -236,7 +236,8 @@ fn product(w: &QMatrix, x: &Activations, isa: Isa, pool: &Pool) -> Vec<f32> {
 }
 
 /// Interleaving rows in eights only moves bytes: every row dequantizes as before, and the
-/// sets with interleaved kernels (AVX2 and VNNI, for Q4_0 and Q5_0) do interleave.
+/// sets with interleaved kernels (AVX2 and VNNI, for the legacy 4- and 5-bit types) do
+/// interleave.
 #[test]
 fn arranged_matrices_keep_their_rows() {
     let mut rng = Rng(0x0dd5);
@@ -249,7 +250,9 @@ fn arranged_matrices_keep_their_rows() {
                 let x86_simd = cfg!(target_arch = "x86_64") && isa.is_simd();
                 assert_eq!(
                     a.is_tiled(),
-                    x86_simd && n >= 8 && matches!(ty, QType::Q4_0 | QType::Q5_0),
+                    x86_simd
+                        && n >= 8
+                        && matches!(ty, QType::Q4_0 | QType::Q4_1 | QType::Q5_0 | QType::Q5_1),
                     "{ty:?} {} n={n}",
                     isa.name()
                 );

@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use super::act::XRow;
 use super::blocks::*;
 use super::gemm::{RowDot, TileDot};
-use super::interleave::{TileQ4_0, TileQ5_0, ROWS};
+use super::interleave::{TileQ4_0, TileQ4_1, TileQ5_0, TileQ5_1, ROWS};
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -492,12 +492,14 @@ impl<V: Flavor> RowDot for Q6K<V> {
     }
 }
 
-/// Q4_0 and Q5_0 on eight interleaved rows (`interleave.rs`): per tile, 8 vectors of
-/// unsigned values (row r in lane r), each dotted with 4 activation bytes broadcast, into
-/// one i32 vector that starts at `-offset * sum(x)`; then one convert, scale and fused add
-/// for the eight rows. Per row and token: `acc = fma(d_w * d_x, isum, acc)` over the blocks.
+/// The legacy 4- and 5-bit types on eight interleaved rows (`interleave.rs`): per tile, 8
+/// vectors of unsigned values (row r in lane r), each dotted with 4 activation bytes
+/// broadcast, into one i32 vector that starts at `-offset * sum(x)` (Q4_0, Q5_0; zero for
+/// the types with a min); then one convert, scale and fused add for the eight rows, and one
+/// more for the mins. Per row and token: `acc = fma(d_w * d_x, isum, acc)` over the blocks,
+/// then `acc = fma(m_w, s_x, acc)` where there is a min.
 macro_rules! tiles {
-    ($name:ident, $tile:ty, $offset_shift:expr, |$t:ident, $v:ident| $fifth:expr) => {
+    ($name:ident, $tile:ty, offset: $shift:expr, min: $min:expr, |$t:ident, $v:ident| $fifth:expr) => {
         pub struct $name<V>(PhantomData<V>);
         impl<V: Flavor> TileDot for $name<V> {
             type Tile = $tile;
@@ -513,10 +515,14 @@ macro_rules! tiles {
                         let dw = _mm256_cvtph_ps(unsafe {
                             _mm_loadu_si128($t.d.as_ptr() as *const __m128i)
                         });
-                        let mut s: [__m256i; C] = std::array::from_fn(|c| {
-                            // SAFETY: block i of every activation row is in bounds (the caller).
-                            let sum = unsafe { *x[c].bsums.get_unchecked(i) } as i32;
-                            _mm256_set1_epi32(-(sum << $offset_shift))
+                        let mut s: [__m256i; C] = std::array::from_fn(|c| match $shift {
+                            Some(shift) => {
+                                // SAFETY: block i of every activation row is in bounds (the
+                                // caller).
+                                let sum = unsafe { *x[c].bsums.get_unchecked(i) } as i32;
+                                _mm256_set1_epi32(-(sum << shift))
+                            }
+                            None => _mm256_setzero_si256(),
                         });
                         // Activation bytes 4j..4j + 4 of block i, in every lane.
                         let xq = |c: usize, j: usize| {
@@ -545,6 +551,17 @@ macro_rules! tiles {
                             let scale = _mm256_mul_ps(dw, _mm256_set1_ps(xd));
                             acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[c]), acc[c]);
                         }
+                        if $min {
+                            // SAFETY: the tile's eight f16 mins, right after the scales.
+                            let mw = _mm256_cvtph_ps(unsafe {
+                                _mm_loadu_si128($t.d.as_ptr().add(ROWS) as *const __m128i)
+                            });
+                            for c in 0..C {
+                                // SAFETY: as above.
+                                let xs = unsafe { *x[c].s.get_unchecked(i) };
+                                acc[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs), acc[c]);
+                            }
+                        }
                     }
                     acc.map(|a| std::mem::transmute::<__m256, [f32; ROWS]>(a))
                 }
@@ -553,8 +570,13 @@ macro_rules! tiles {
     };
 }
 
-tiles!(Q4_0Tiles, TileQ4_0, 3, |t, v| _mm256_setzero_si256());
-tiles!(Q5_0Tiles, TileQ5_0, 4, |t, v| V::bytes_where(
+tiles!(Q4_0Tiles, TileQ4_0, offset: Some(3), min: false, |t, v| _mm256_setzero_si256());
+tiles!(Q4_1Tiles, TileQ4_1, offset: None::<i32>, min: true, |t, v| _mm256_setzero_si256());
+tiles!(Q5_0Tiles, TileQ5_0, offset: Some(4), min: false, |t, v| V::bytes_where(
+    u32::from_le_bytes(t.qh[v]),
+    _mm256_set1_epi8(0x10)
+));
+tiles!(Q5_1Tiles, TileQ5_1, offset: None::<i32>, min: true, |t, v| V::bytes_where(
     u32::from_le_bytes(t.qh[v]),
     _mm256_set1_epi8(0x10)
 ));

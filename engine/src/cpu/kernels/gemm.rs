@@ -210,6 +210,12 @@ pub(super) fn task_fn(ty: QType, isa: Isa, tiled: bool) -> Option<TaskFn> {
                 QType::Q5_0 => {
                     Some($driver::<$module::Q5_0Tiles<$flavor>, $module::Q5_0<$flavor>> as TaskFn)
                 }
+                QType::Q4_1 => {
+                    Some($driver::<$module::Q4_1Tiles<$flavor>, $module::Q4_1<$flavor>> as TaskFn)
+                }
+                QType::Q5_1 => {
+                    Some($driver::<$module::Q5_1Tiles<$flavor>, $module::Q5_1<$flavor>> as TaskFn)
+                }
                 _ => None,
             }
         };

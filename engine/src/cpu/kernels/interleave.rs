@@ -14,18 +14,19 @@
 //! its high nibbles values `16 + 4 j..`. Q5_0's fifth bits for vector `v` (values
 //! `4 v..4 v + 4`) are word `qh[v]`, bit `4 r + b` for row `r`, value `4 v + b`.
 //!
-//! The kernels take the values unsigned (Q4_0's nibble, Q5_0's five bits) and subtract the
-//! offset (8, 16) times the activations' block sum, exactly, in integers.
+//! The kernels take the values unsigned (a nibble, or five bits) and subtract Q4_0's and
+//! Q5_0's offset (8, 16) times the activations' block sum, exactly, in integers; Q4_1's and
+//! Q5_1's mins meet the activations' scaled sums as in the block kernels.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::blocks::{BlockQ4_0, BlockQ5_0};
+use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1};
 use super::QType;
 
 /// Rows a tile interleaves.
 pub const ROWS: usize = 8;
 
-/// Block `i` of eight Q4_0 rows.
+/// Block `i` of eight Q4_0 rows. Byte arrays only, as in `blocks.rs`: alignment 1.
 #[derive(Clone, Copy, Pod, Zeroable)]
 #[repr(C)]
 pub struct TileQ4_0 {
@@ -33,7 +34,16 @@ pub struct TileQ4_0 {
     pub qs: [u8; 128],
 }
 
-/// Block `i` of eight Q5_0 rows. Byte arrays only, as in `blocks.rs`: alignment 1.
+/// Block `i` of eight Q4_1 rows.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct TileQ4_1 {
+    pub d: [[u8; 2]; ROWS],
+    pub m: [[u8; 2]; ROWS],
+    pub qs: [u8; 128],
+}
+
+/// Block `i` of eight Q5_0 rows.
 #[derive(Clone, Copy, Pod, Zeroable)]
 #[repr(C)]
 pub struct TileQ5_0 {
@@ -42,13 +52,20 @@ pub struct TileQ5_0 {
     pub qs: [u8; 128],
 }
 
-const _: () = assert!(size_of::<TileQ4_0>() == ROWS * size_of::<BlockQ4_0>());
-const _: () = assert!(size_of::<TileQ5_0>() == ROWS * size_of::<BlockQ5_0>());
-
-/// The types that have a tile.
-pub fn has_tiles(ty: QType) -> bool {
-    matches!(ty, QType::Q4_0 | QType::Q5_0)
+/// Block `i` of eight Q5_1 rows.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct TileQ5_1 {
+    pub d: [[u8; 2]; ROWS],
+    pub m: [[u8; 2]; ROWS],
+    pub qh: [[u8; 4]; ROWS],
+    pub qs: [u8; 128],
 }
+
+const _: () = assert!(size_of::<TileQ4_0>() == ROWS * size_of::<BlockQ4_0>());
+const _: () = assert!(size_of::<TileQ4_1>() == ROWS * size_of::<BlockQ4_1>());
+const _: () = assert!(size_of::<TileQ5_0>() == ROWS * size_of::<BlockQ5_0>());
+const _: () = assert!(size_of::<TileQ5_1>() == ROWS * size_of::<BlockQ5_1>());
 
 fn pack_qs(qs: [&[u8; 16]; ROWS]) -> [u8; 128] {
     std::array::from_fn(|i| {
@@ -61,87 +78,141 @@ fn unpack_qs(packed: &[u8; 128], r: usize) -> [u8; 16] {
     std::array::from_fn(|i| packed[32 * (i / 4) + 4 * r + i % 4])
 }
 
-impl TileQ4_0 {
-    fn pack(b: [&BlockQ4_0; ROWS]) -> Self {
-        Self {
+/// Word `v` holds the fifth bits of values `4 v..4 v + 4`, row `r`'s at bits `4 r..`.
+fn pack_qh(qh: [[u8; 4]; ROWS]) -> [[u8; 4]; ROWS] {
+    let qh = qh.map(u32::from_le_bytes);
+    std::array::from_fn(|v| {
+        (0..ROWS)
+            .fold(0u32, |m, r| m | ((qh[r] >> (4 * v)) & 0xf) << (4 * r))
+            .to_le_bytes()
+    })
+}
+
+fn unpack_qh(packed: &[[u8; 4]; ROWS], r: usize) -> [u8; 4] {
+    (0..ROWS)
+        .fold(0u32, |m, v| {
+            m | ((u32::from_le_bytes(packed[v]) >> (4 * r)) & 0xf) << (4 * v)
+        })
+        .to_le_bytes()
+}
+
+/// A block type and its tile: the tile of eight blocks, and row `r`'s block back.
+trait Tiling: Pod {
+    type Tile: Pod;
+    fn pack(b: [&Self; ROWS]) -> Self::Tile;
+    fn unpack(t: &Self::Tile, r: usize) -> Self;
+}
+
+impl Tiling for BlockQ4_0 {
+    type Tile = TileQ4_0;
+    fn pack(b: [&Self; ROWS]) -> TileQ4_0 {
+        TileQ4_0 {
             d: b.map(|b| b.d),
             qs: pack_qs(b.map(|b| &b.qs)),
         }
     }
-
-    fn unpack(&self, r: usize) -> BlockQ4_0 {
-        BlockQ4_0 {
-            d: self.d[r],
-            qs: unpack_qs(&self.qs, r),
+    fn unpack(t: &TileQ4_0, r: usize) -> Self {
+        Self {
+            d: t.d[r],
+            qs: unpack_qs(&t.qs, r),
         }
     }
 }
 
-impl TileQ5_0 {
-    fn pack(b: [&BlockQ5_0; ROWS]) -> Self {
-        let qh = b.map(|b| u32::from_le_bytes(b.qh));
-        Self {
+impl Tiling for BlockQ4_1 {
+    type Tile = TileQ4_1;
+    fn pack(b: [&Self; ROWS]) -> TileQ4_1 {
+        TileQ4_1 {
             d: b.map(|b| b.d),
-            qh: std::array::from_fn(|v| {
-                (0..ROWS)
-                    .fold(0u32, |m, r| m | ((qh[r] >> (4 * v)) & 0xf) << (4 * r))
-                    .to_le_bytes()
-            }),
+            m: b.map(|b| b.m),
             qs: pack_qs(b.map(|b| &b.qs)),
         }
     }
+    fn unpack(t: &TileQ4_1, r: usize) -> Self {
+        Self {
+            d: t.d[r],
+            m: t.m[r],
+            qs: unpack_qs(&t.qs, r),
+        }
+    }
+}
 
-    fn unpack(&self, r: usize) -> BlockQ5_0 {
-        let qh = (0..ROWS).fold(0u32, |m, v| {
-            m | ((u32::from_le_bytes(self.qh[v]) >> (4 * r)) & 0xf) << (4 * v)
-        });
-        BlockQ5_0 {
-            d: self.d[r],
-            qh: qh.to_le_bytes(),
-            qs: unpack_qs(&self.qs, r),
+impl Tiling for BlockQ5_0 {
+    type Tile = TileQ5_0;
+    fn pack(b: [&Self; ROWS]) -> TileQ5_0 {
+        TileQ5_0 {
+            d: b.map(|b| b.d),
+            qh: pack_qh(b.map(|b| b.qh)),
+            qs: pack_qs(b.map(|b| &b.qs)),
+        }
+    }
+    fn unpack(t: &TileQ5_0, r: usize) -> Self {
+        Self {
+            d: t.d[r],
+            qh: unpack_qh(&t.qh, r),
+            qs: unpack_qs(&t.qs, r),
+        }
+    }
+}
+
+impl Tiling for BlockQ5_1 {
+    type Tile = TileQ5_1;
+    fn pack(b: [&Self; ROWS]) -> TileQ5_1 {
+        TileQ5_1 {
+            d: b.map(|b| b.d),
+            m: b.map(|b| b.m),
+            qh: pack_qh(b.map(|b| b.qh)),
+            qs: pack_qs(b.map(|b| &b.qs)),
+        }
+    }
+    fn unpack(t: &TileQ5_1, r: usize) -> Self {
+        Self {
+            d: t.d[r],
+            m: t.m[r],
+            qh: unpack_qh(&t.qh, r),
+            qs: unpack_qs(&t.qs, r),
         }
     }
 }
 
 /// Interleaves every whole eight of the `n` rows of `row_bytes` each in `bytes`, in place.
 pub fn interleave(ty: QType, bytes: &mut [u8], n: usize, row_bytes: usize) {
-    fn each<B: Pod, T: Pod>(
-        bytes: &mut [u8],
-        n: usize,
-        row_bytes: usize,
-        pack: fn([&B; ROWS]) -> T,
-    ) {
+    fn each<B: Tiling>(bytes: &mut [u8], n: usize, row_bytes: usize) {
         let mut group = vec![0u8; ROWS * row_bytes];
         for g in bytes[..n / ROWS * ROWS * row_bytes].chunks_exact_mut(ROWS * row_bytes) {
             group.copy_from_slice(g);
             let rows: [&[B]; ROWS] = std::array::from_fn(|r| {
                 bytemuck::cast_slice(&group[r * row_bytes..(r + 1) * row_bytes])
             });
-            let tiles: &mut [T] = bytemuck::cast_slice_mut(g);
+            let tiles: &mut [B::Tile] = bytemuck::cast_slice_mut(g);
             for (i, t) in tiles.iter_mut().enumerate() {
-                *t = pack(rows.map(|row| &row[i]));
+                *t = B::pack(rows.map(|row| &row[i]));
             }
         }
     }
     match ty {
-        QType::Q4_0 => each(bytes, n, row_bytes, TileQ4_0::pack),
-        QType::Q5_0 => each(bytes, n, row_bytes, TileQ5_0::pack),
+        QType::Q4_0 => each::<BlockQ4_0>(bytes, n, row_bytes),
+        QType::Q4_1 => each::<BlockQ4_1>(bytes, n, row_bytes),
+        QType::Q5_0 => each::<BlockQ5_0>(bytes, n, row_bytes),
+        QType::Q5_1 => each::<BlockQ5_1>(bytes, n, row_bytes),
         _ => panic!("{ty:?} has no tiles"),
     }
 }
 
 /// Row `r`'s blocks, in GGUF order, of a matrix interleaved by [`interleave`].
 pub fn row_blocks(ty: QType, bytes: &[u8], r: usize, row_bytes: usize) -> Vec<u8> {
-    fn each<B: Pod, T: Pod>(group: &[u8], r: usize, unpack: fn(&T, usize) -> B) -> Vec<u8> {
-        let tiles: &[T] = bytemuck::cast_slice(group);
-        let blocks: Vec<B> = tiles.iter().map(|t| unpack(t, r)).collect();
+    fn each<B: Tiling>(group: &[u8], r: usize) -> Vec<u8> {
+        let tiles: &[B::Tile] = bytemuck::cast_slice(group);
+        let blocks: Vec<B> = tiles.iter().map(|t| B::unpack(t, r)).collect();
         bytemuck::cast_slice(&blocks).to_vec()
     }
     let g = r / ROWS * ROWS * row_bytes;
     let group = &bytes[g..g + ROWS * row_bytes];
     match ty {
-        QType::Q4_0 => each(group, r % ROWS, TileQ4_0::unpack),
-        QType::Q5_0 => each(group, r % ROWS, TileQ5_0::unpack),
+        QType::Q4_0 => each::<BlockQ4_0>(group, r % ROWS),
+        QType::Q4_1 => each::<BlockQ4_1>(group, r % ROWS),
+        QType::Q5_0 => each::<BlockQ5_0>(group, r % ROWS),
+        QType::Q5_1 => each::<BlockQ5_1>(group, r % ROWS),
         _ => panic!("{ty:?} has no tiles"),
     }
 }
@@ -154,7 +225,7 @@ mod tests {
     #[test]
     fn rows_read_back_as_they_were() {
         let mut state = 7u32;
-        for ty in [QType::Q4_0, QType::Q5_0] {
+        for ty in [QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1] {
             let (n, nb) = (19, 3);
             let row_bytes = nb * ty.block_bytes();
             let original: Vec<u8> = (0..n * row_bytes)
