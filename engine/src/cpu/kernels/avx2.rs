@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use super::act::XRow;
 use super::blocks::*;
 use super::gemm::{RowDot, TileDot};
-use super::interleave::{TileQ4_0, TileQ4_1, TileQ5_0, TileQ5_1, ROWS};
+use super::interleave::{TileQ4_0, TileQ4_1, TileQ5_0, TileQ5_1, TileQ8_0, ROWS};
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -100,6 +100,14 @@ pub(crate) trait Flavor {
     ) -> __m256i;
     /// `v`'s bytes where bit j of `bits` is set, zero elsewhere.
     unsafe fn bytes_where(bits: u32, v: __m256i) -> __m256i;
+    /// Q8_0 tiles: the shift of the offset the prepared weights carry (`offset * sum(x)`
+    /// comes off), if any.
+    const Q8_OFFSET_SHIFT: Option<i32>;
+    /// Q8_0 tiles: 32 signed weight bytes as `q8_dot_add` takes them.
+    unsafe fn q8_weights(w: __m256i) -> __m256i;
+    /// Q8_0 tiles: `acc` plus the products of prepared weights `w` and signed bytes `x`,
+    /// summed in fours.
+    unsafe fn q8_dot_add(acc: __m256i, w: __m256i, x: __m256i) -> __m256i;
 }
 
 /// AVX2: `maddubs` then `madd`.
@@ -135,6 +143,17 @@ impl Flavor for Avx2 {
         // SAFETY: as above.
         unsafe { _mm256_and_si256(bit_bytes(bits.to_le_bytes()), v) }
     }
+    // Signed as they are: unsigned `q + 128` would saturate `maddubs`'s i16 pairs.
+    const Q8_OFFSET_SHIFT: Option<i32> = None;
+    #[inline(always)]
+    unsafe fn q8_weights(w: __m256i) -> __m256i {
+        w
+    }
+    #[inline(always)]
+    unsafe fn q8_dot_add(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_add_epi32(acc, dot_ss::<Self>(w, x)) }
+    }
 }
 
 /// AVX-512 VNNI on 256-bit vectors (with AVX512VL): one instruction for each.
@@ -166,6 +185,18 @@ impl Flavor for Vnni {
     unsafe fn bytes_where(bits: u32, v: __m256i) -> __m256i {
         // SAFETY: as above (and AVX512BW).
         unsafe { _mm256_maskz_mov_epi8(bits, v) }
+    }
+    // Unsigned `q + 128`: one `dpbusd` a vector, the offset taken off once per block.
+    const Q8_OFFSET_SHIFT: Option<i32> = Some(7);
+    #[inline(always)]
+    unsafe fn q8_weights(w: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_xor_si256(w, _mm256_set1_epi8(0x80u8 as i8)) }
+    }
+    #[inline(always)]
+    unsafe fn q8_dot_add(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_dpbusd_epi32(acc, w, x) }
     }
 }
 
@@ -580,3 +611,43 @@ tiles!(Q5_1Tiles, TileQ5_1, offset: None::<i32>, min: true, |t, v| V::bytes_wher
     u32::from_le_bytes(t.qh[v]),
     _mm256_set1_epi8(0x10)
 ));
+
+/// Q8_0 on eight interleaved rows: VNNI takes the weights unsigned (`q + 128`, one `dpbusd`
+/// a vector, the offset off as in `tiles!`), AVX2 signed with the sign moved onto the
+/// activations (`maddubs` would saturate on `q + 128`). The same integers either way.
+pub struct Q8_0Tiles<V>(PhantomData<V>);
+
+impl<V: Flavor> TileDot for Q8_0Tiles<V> {
+    type Tile = TileQ8_0;
+    #[inline(always)]
+    unsafe fn dot<const C: usize>(w: &[TileQ8_0], x: &[XRow<'_>; C]) -> [[f32; ROWS]; C] {
+        // SAFETY (the intrinsics): the driver this inlines into has V's features; block i
+        // of every activation row is in bounds (the caller).
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); C];
+            for (i, t) in w.iter().enumerate() {
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(t.d.as_ptr() as *const __m128i));
+                let mut s: [__m256i; C] = std::array::from_fn(|c| match V::Q8_OFFSET_SHIFT {
+                    Some(shift) => {
+                        let sum = *x[c].bsums.get_unchecked(i) as i32;
+                        _mm256_set1_epi32(-(sum << shift))
+                    }
+                    None => _mm256_setzero_si256(),
+                });
+                for j in 0..8 {
+                    let u = V::q8_weights(load(t.qs.as_ptr().add(32 * j)));
+                    for c in 0..C {
+                        let xq =
+                            (x[c].qs.as_ptr().add(i * QK + 4 * j) as *const i32).read_unaligned();
+                        s[c] = V::q8_dot_add(s[c], u, _mm256_set1_epi32(xq));
+                    }
+                }
+                for c in 0..C {
+                    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*x[c].d.get_unchecked(i)));
+                    acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[c]), acc[c]);
+                }
+            }
+            acc.map(|a| std::mem::transmute::<__m256, [f32; ROWS]>(a))
+        }
+    }
+}

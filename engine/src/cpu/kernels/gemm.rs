@@ -216,6 +216,9 @@ pub(super) fn task_fn(ty: QType, isa: Isa, tiled: bool) -> Option<TaskFn> {
                 QType::Q5_1 => {
                     Some($driver::<$module::Q5_1Tiles<$flavor>, $module::Q5_1<$flavor>> as TaskFn)
                 }
+                QType::Q8_0 => {
+                    Some($driver::<$module::Q8_0Tiles<$flavor>, $module::Q8_0<$flavor>> as TaskFn)
+                }
                 _ => None,
             }
         };

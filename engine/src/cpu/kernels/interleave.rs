@@ -16,11 +16,12 @@
 //!
 //! The kernels take the values unsigned (a nibble, or five bits) and subtract Q4_0's and
 //! Q5_0's offset (8, 16) times the activations' block sum, exactly, in integers; Q4_1's and
-//! Q5_1's mins meet the activations' scaled sums as in the block kernels.
+//! Q5_1's mins meet the activations' scaled sums as in the block kernels. Q8_0's tile runs
+//! 4 bytes of each row a vector (`avx2.rs` says how each set takes their sign).
 
 use bytemuck::{Pod, Zeroable};
 
-use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1};
+use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 use super::QType;
 
 /// Rows a tile interleaves.
@@ -62,19 +63,29 @@ pub struct TileQ5_1 {
     pub qs: [u8; 128],
 }
 
+/// Block `i` of eight Q8_0 rows: 32-byte run `j` holds bytes `4 j..4 j + 4` of each row.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub struct TileQ8_0 {
+    pub d: [[u8; 2]; ROWS],
+    pub qs: [u8; 256],
+}
+
 const _: () = assert!(size_of::<TileQ4_0>() == ROWS * size_of::<BlockQ4_0>());
+const _: () = assert!(size_of::<TileQ8_0>() == ROWS * size_of::<BlockQ8_0>());
 const _: () = assert!(size_of::<TileQ4_1>() == ROWS * size_of::<BlockQ4_1>());
 const _: () = assert!(size_of::<TileQ5_0>() == ROWS * size_of::<BlockQ5_0>());
 const _: () = assert!(size_of::<TileQ5_1>() == ROWS * size_of::<BlockQ5_1>());
 
-fn pack_qs(qs: [&[u8; 16]; ROWS]) -> [u8; 128] {
+/// Run `j` of the result: bytes `4 j..4 j + 4` of each row's `qs`, in row order.
+fn pack_qs<const N: usize, const P: usize>(qs: [&[u8; N]; ROWS]) -> [u8; P] {
     std::array::from_fn(|i| {
         let (j, r, b) = (i / 32, i % 32 / 4, i % 4);
         qs[r][4 * j + b]
     })
 }
 
-fn unpack_qs(packed: &[u8; 128], r: usize) -> [u8; 16] {
+fn unpack_qs<const N: usize, const P: usize>(packed: &[u8; P], r: usize) -> [u8; N] {
     std::array::from_fn(|i| packed[32 * (i / 4) + 4 * r + i % 4])
 }
 
@@ -175,6 +186,22 @@ impl Tiling for BlockQ5_1 {
     }
 }
 
+impl Tiling for BlockQ8_0 {
+    type Tile = TileQ8_0;
+    fn pack(b: [&Self; ROWS]) -> TileQ8_0 {
+        TileQ8_0 {
+            d: b.map(|b| b.d),
+            qs: pack_qs(b.map(|b| &b.qs)),
+        }
+    }
+    fn unpack(t: &TileQ8_0, r: usize) -> Self {
+        Self {
+            d: t.d[r],
+            qs: unpack_qs(&t.qs, r),
+        }
+    }
+}
+
 /// Interleaves every whole eight of the `n` rows of `row_bytes` each in `bytes`, in place.
 pub fn interleave(ty: QType, bytes: &mut [u8], n: usize, row_bytes: usize) {
     fn each<B: Tiling>(bytes: &mut [u8], n: usize, row_bytes: usize) {
@@ -195,6 +222,7 @@ pub fn interleave(ty: QType, bytes: &mut [u8], n: usize, row_bytes: usize) {
         QType::Q4_1 => each::<BlockQ4_1>(bytes, n, row_bytes),
         QType::Q5_0 => each::<BlockQ5_0>(bytes, n, row_bytes),
         QType::Q5_1 => each::<BlockQ5_1>(bytes, n, row_bytes),
+        QType::Q8_0 => each::<BlockQ8_0>(bytes, n, row_bytes),
         _ => panic!("{ty:?} has no tiles"),
     }
 }
@@ -213,6 +241,7 @@ pub fn row_blocks(ty: QType, bytes: &[u8], r: usize, row_bytes: usize) -> Vec<u8
         QType::Q4_1 => each::<BlockQ4_1>(group, r % ROWS),
         QType::Q5_0 => each::<BlockQ5_0>(group, r % ROWS),
         QType::Q5_1 => each::<BlockQ5_1>(group, r % ROWS),
+        QType::Q8_0 => each::<BlockQ8_0>(group, r % ROWS),
         _ => panic!("{ty:?} has no tiles"),
     }
 }
@@ -225,7 +254,13 @@ mod tests {
     #[test]
     fn rows_read_back_as_they_were() {
         let mut state = 7u32;
-        for ty in [QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1] {
+        for ty in [
+            QType::Q4_0,
+            QType::Q4_1,
+            QType::Q5_0,
+            QType::Q5_1,
+            QType::Q8_0,
+        ] {
             let (n, nb) = (19, 3);
             let row_bytes = nb * ty.block_bytes();
             let original: Vec<u8> = (0..n * row_bytes)

@@ -10,13 +10,14 @@
 //! - `gemm.rs`: the tile loop (rows x tokens) and its split over threads.
 //! - `half.rs`: F16 and BF16 matrices, widened in registers and dotted with f32 activations.
 //! - `pool.rs`: the worker threads.
-//! - `interleave.rs`: the legacy 4- and 5-bit types' rows interleaved in eights for the x86
-//!   tile kernels (in `avx2.rs`), which sum eight rows in the lanes of one vector.
+//! - `interleave.rs`: the legacy types' rows interleaved in eights for the x86 tile kernels
+//!   (in `avx2.rs`), which sum eight rows in the lanes of one vector.
 //!
-//! Weights stay in their GGUF blocks, read in place (on x86, Q4_0, Q4_1, Q5_0 and Q5_1 rows
-//! reordered in place in eights): no repacked copy, so memory is the file's. The instruction set is
-//! detected at run time (`Isa::best`); every set computes the same integer block sums, and
-//! a batch, a tile or a thread count never changes a result (see `gemm.rs`).
+//! Weights stay in their GGUF blocks, read in place (on x86, the legacy types' rows
+//! reordered in place in eights): no repacked copy, so memory is the file's. The
+//! instruction set is detected at run time (`Isa::best`); every set computes the same
+//! integer block sums, and a batch, a tile or a thread count never changes a result (see
+//! `gemm.rs`).
 
 pub mod act;
 pub mod blocks;
