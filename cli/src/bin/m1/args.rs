@@ -21,7 +21,7 @@ from the terminal, with m1's budget forcing: the model thinks for at most --budg
 then is forced to answer.
 
 Compute: WebGPU (Vulkan, Metal or DX12) by default; where no GPU adapter can be opened,
-the CPU (candle), with a note on stderr saying why; --cpu selects the CPU explicitly.";
+the CPU, with a note on stderr saying why; --cpu selects the CPU explicitly.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -102,7 +102,7 @@ pub struct ModelArgs {
     #[arg(long, short = 'm', value_name = "FILE")]
     pub model: PathBuf,
 
-    /// Run on the CPU (candle) instead of the GPU
+    /// Run on the CPU instead of the GPU
     #[arg(long)]
     pub cpu: bool,
 
@@ -403,7 +403,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "GB_S", requires = "kernels")]
     pub peak_gb_s: Option<f64>,
 
-    /// Run on the CPU (candle) instead of the GPU
+    /// Run on the CPU instead of the GPU
     #[arg(long)]
     pub cpu: bool,
 

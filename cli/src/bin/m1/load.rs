@@ -79,7 +79,7 @@ pub fn load_with(args: &ModelArgs, quiet: bool, gpu: GpuOptions) -> Result<Loade
             Ok(gpu) => (Device::Gpu(gpu), Some(ctx.unwrap_or(GPU_DEFAULT_CTX))),
             Err(e) => {
                 // Said once the file is known to be usable, so it never precedes a file error.
-                eprintln!("m1: note: no usable GPU ({e}); running on the CPU (candle)");
+                eprintln!("m1: note: no usable GPU ({e}); running on the CPU");
                 (Device::Cpu, ctx)
             }
         }
