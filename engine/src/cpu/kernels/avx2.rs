@@ -523,6 +523,59 @@ impl<V: Flavor> RowDot for Q6K<V> {
     }
 }
 
+/// A tile's eight f16 values at `p` (its scales, or its mins), as f32.
+/// SAFETY (the tile helpers): the driver they inline into has AVX2; block i of every
+/// activation row is in bounds; `p` has 16 readable bytes.
+#[inline(always)]
+unsafe fn tile_f16x8(p: *const [u8; 2]) -> __m256 {
+    // SAFETY: see above.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+}
+
+/// Each token's integer sums of block i start at `-(sum(x) << shift)` (the weights'
+/// offset taken off), or at zero.
+#[inline(always)]
+unsafe fn tile_start<const C: usize>(
+    x: &[XRow<'_>; C],
+    i: usize,
+    shift: Option<i32>,
+) -> [__m256i; C] {
+    std::array::from_fn(|c| match shift {
+        // SAFETY: see `tile_f16x8`.
+        Some(shift) => unsafe {
+            let sum = *x[c].bsums.get_unchecked(i) as i32;
+            _mm256_set1_epi32(-(sum << shift))
+        },
+        // SAFETY: as above.
+        None => unsafe { _mm256_setzero_si256() },
+    })
+}
+
+/// Activation bytes `4 j..4 j + 4` of block i of `x`, in every lane.
+#[inline(always)]
+unsafe fn tile_x(x: &XRow<'_>, i: usize, j: usize) -> __m256i {
+    // SAFETY: see `tile_f16x8`.
+    unsafe { _mm256_set1_epi32((x.qs.as_ptr().add(i * QK + 4 * j) as *const i32).read_unaligned()) }
+}
+
+/// `acc = fma(d_w * d_x, isum, acc)` for each token, eight rows a vector.
+#[inline(always)]
+unsafe fn tile_scale_add<const C: usize>(
+    acc: &mut [__m256; C],
+    dw: __m256,
+    x: &[XRow<'_>; C],
+    i: usize,
+    s: &[__m256i; C],
+) {
+    for c in 0..C {
+        // SAFETY: see `tile_f16x8`.
+        unsafe {
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*x[c].d.get_unchecked(i)));
+            acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[c]), acc[c]);
+        }
+    }
+}
+
 /// The legacy 4- and 5-bit types on eight interleaved rows (`interleave.rs`): per tile, 8
 /// vectors of unsigned values (row r in lane r), each dotted with 4 activation bytes
 /// broadcast, into one i32 vector that starts at `-offset * sum(x)` (Q4_0, Q5_0; zero for
@@ -542,27 +595,8 @@ macro_rules! tiles {
                     let low4 = _mm256_set1_epi8(0x0f);
                     let mut acc = [_mm256_setzero_ps(); C];
                     for (i, $t) in w.iter().enumerate() {
-                        // SAFETY: the tile's eight f16 scales.
-                        let dw = _mm256_cvtph_ps(unsafe {
-                            _mm_loadu_si128($t.d.as_ptr() as *const __m128i)
-                        });
-                        let mut s: [__m256i; C] = std::array::from_fn(|c| match $shift {
-                            Some(shift) => {
-                                // SAFETY: block i of every activation row is in bounds (the
-                                // caller).
-                                let sum = unsafe { *x[c].bsums.get_unchecked(i) } as i32;
-                                _mm256_set1_epi32(-(sum << shift))
-                            }
-                            None => _mm256_setzero_si256(),
-                        });
-                        // Activation bytes 4j..4j + 4 of block i, in every lane.
-                        let xq = |c: usize, j: usize| {
-                            // SAFETY: as above.
-                            _mm256_set1_epi32(unsafe {
-                                (x[c].qs.as_ptr().add(i * QK + 4 * j) as *const i32)
-                                    .read_unaligned()
-                            })
-                        };
+                        let dw = tile_f16x8($t.d.as_ptr());
+                        let mut s = tile_start(x, i, $shift);
                         for j in 0..4 {
                             // SAFETY: 32 of the tile's 128 bytes.
                             let bits = unsafe { load($t.qs.as_ptr().add(32 * j)) };
@@ -573,20 +607,14 @@ macro_rules! tiles {
                             let $v = j + 4;
                             let hi = _mm256_or_si256(hi, $fifth);
                             for c in 0..C {
-                                s[c] = V::dot_us2_add(s[c], lo, xq(c, j), hi, xq(c, j + 4));
+                                let (xl, xh) = (tile_x(&x[c], i, j), tile_x(&x[c], i, j + 4));
+                                s[c] = V::dot_us2_add(s[c], lo, xl, hi, xh);
                             }
                         }
-                        for c in 0..C {
-                            // SAFETY: as above.
-                            let xd = unsafe { *x[c].d.get_unchecked(i) };
-                            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(xd));
-                            acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[c]), acc[c]);
-                        }
+                        tile_scale_add(&mut acc, dw, x, i, &s);
                         if $min {
-                            // SAFETY: the tile's eight f16 mins, right after the scales.
-                            let mw = _mm256_cvtph_ps(unsafe {
-                                _mm_loadu_si128($t.d.as_ptr().add(ROWS) as *const __m128i)
-                            });
+                            // The tile's eight f16 mins, right after the scales.
+                            let mw = tile_f16x8($t.d.as_ptr().add(ROWS));
                             for c in 0..C {
                                 // SAFETY: as above.
                                 let xs = unsafe { *x[c].s.get_unchecked(i) };
@@ -626,26 +654,15 @@ impl<V: Flavor> TileDot for Q8_0Tiles<V> {
         unsafe {
             let mut acc = [_mm256_setzero_ps(); C];
             for (i, t) in w.iter().enumerate() {
-                let dw = _mm256_cvtph_ps(_mm_loadu_si128(t.d.as_ptr() as *const __m128i));
-                let mut s: [__m256i; C] = std::array::from_fn(|c| match V::Q8_OFFSET_SHIFT {
-                    Some(shift) => {
-                        let sum = *x[c].bsums.get_unchecked(i) as i32;
-                        _mm256_set1_epi32(-(sum << shift))
-                    }
-                    None => _mm256_setzero_si256(),
-                });
+                let dw = tile_f16x8(t.d.as_ptr());
+                let mut s = tile_start(x, i, V::Q8_OFFSET_SHIFT);
                 for j in 0..8 {
                     let u = V::q8_weights(load(t.qs.as_ptr().add(32 * j)));
                     for c in 0..C {
-                        let xq =
-                            (x[c].qs.as_ptr().add(i * QK + 4 * j) as *const i32).read_unaligned();
-                        s[c] = V::q8_dot_add(s[c], u, _mm256_set1_epi32(xq));
+                        s[c] = V::q8_dot_add(s[c], u, tile_x(&x[c], i, j));
                     }
                 }
-                for c in 0..C {
-                    let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*x[c].d.get_unchecked(i)));
-                    acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[c]), acc[c]);
-                }
+                tile_scale_add(&mut acc, dw, x, i, &s);
             }
             acc.map(|a| std::mem::transmute::<__m256, [f32; ROWS]>(a))
         }

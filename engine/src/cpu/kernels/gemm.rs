@@ -4,9 +4,9 @@
 //! eights, for the matrices interleaved in eights) and computes them for every token, four
 //! tokens at a time: the kernel unpacks a weight block (or a tile of eight rows' blocks)
 //! once and dots it with the four activation rows, and the task's rows stay in cache while
-//! the tokens stream past. Every output element is one kernel call's, summed in the same order
-//! whatever the tile, task or thread, so a batch equals its tokens run one by one and any
-//! thread count equals one thread, bit for bit.
+//! the tokens stream past. Every output element is one kernel call's, summed in the same
+//! order whatever the tile, task or thread, so a batch equals its tokens run one by one and
+//! any thread count equals one thread, bit for bit.
 
 use std::ops::Range;
 
@@ -91,7 +91,7 @@ unsafe fn tiles<T: TileDot, K: RowDot>(
     rows: Range<usize>,
     out: &SharedMut<f32>,
 ) {
-    let split = (w.n / ROWS * ROWS).clamp(rows.start, rows.end);
+    let split = w.tiled_rows().clamp(rows.start, rows.end);
     let mut t = 0;
     while t < x.m {
         // SAFETY: passed on from the caller.

@@ -284,6 +284,15 @@ impl QMatrix {
         self.tiled
     }
 
+    /// Rows held in tiles: the whole eights where interleaved, else none.
+    fn tiled_rows(&self) -> usize {
+        if self.tiled {
+            self.n / interleave::ROWS * interleave::ROWS
+        } else {
+            0
+        }
+    }
+
     pub fn ty(&self) -> QType {
         self.ty
     }
@@ -305,7 +314,7 @@ impl QMatrix {
 
     /// Row `r`'s blocks, where rows are not interleaved.
     fn row_bytes(&self, r: usize) -> &[u8] {
-        debug_assert!(!self.tiled || r >= self.n / interleave::ROWS * interleave::ROWS);
+        debug_assert!(r >= self.tiled_rows());
         let bytes: &[u8] = bytemuck::cast_slice(&self.words);
         &bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
@@ -320,7 +329,7 @@ impl QMatrix {
     /// Row `r` as f32 values (ggml's dequantization), for tests and the embedding lookup.
     pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
         let gathered;
-        let b = if self.tiled && r < self.n / interleave::ROWS * interleave::ROWS {
+        let b = if r < self.tiled_rows() {
             let bytes: &[u8] = bytemuck::cast_slice(&self.words);
             gathered = interleave::row_blocks(self.ty, bytes, r, self.row_bytes);
             &gathered[..]
