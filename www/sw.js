@@ -2,11 +2,12 @@
 // network). Network first, so a new deployment is picked up when online; the cache
 // answers when offline. Model files are never cached here: the engine keeps them in
 // OPFS, which copes with multi-GB files where the Cache API hits quota errors.
-const CACHE = 'm1-shell-v3';
+const CACHE = 'm1-shell-v4';
 const SHELL = [
   './', './index.html', './boot.js', './style.css', './m1-app.js', './m1-app_bg.wasm',
   './worker_loader.js', './worker.js', './worker_bg.wasm', './worker-mt_loader.js',
   './worker-mt.js', './worker-mt_bg.wasm', './cpu_thread.js', './fetch_thread.js',
+  './cache_thread.js',
   './models.json', './icon.svg', './manifest.webmanifest',
 ];
 

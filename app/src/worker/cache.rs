@@ -1,6 +1,7 @@
 //! The model cache in the Origin Private File System. OPFS rather than the Cache API or
 //! IndexedDB: those hit quota errors and whole-file ArrayBuffers with multi-GB models,
-//! while OPFS sync access handles write at offsets straight from each streamed chunk.
+//! while OPFS sync access handles write at offsets straight from each streamed chunk (on
+//! the cache thread, `www/cache_thread.js`, off the load's critical path).
 //! `index.json` records the entries whose download completed and verified, and the
 //! downloads still under way or broken off (with their URL and the byte ranges stored), so
 //! a download resumes even after the page was closed. A partial copy is never loaded.
@@ -8,12 +9,15 @@
 use m1_engine::units::fmt_bytes;
 use sha2::{Digest, Sha256};
 
+use std::rc::Rc;
+
 use super::hash::StreamHash;
+use super::helper::{failed, field, Helper};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     File, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
-    FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemSyncAccessHandle,
-    StorageManager,
+    FileSystemGetFileOptions, FileSystemSyncAccessHandle, StorageManager,
 };
 
 use super::js::{await_promise, describe, scope};
@@ -215,16 +219,39 @@ pub async fn estimate() -> (Option<u64>, Option<u64>) {
     (num("usage"), num("quota"))
 }
 
-/// Writes a download into the cache at the offsets it arrives at.
+thread_local! {
+    /// The cache thread (`www/cache_thread.js`), which holds a download's file and writes
+    /// its blocks, so the worker places weights while the disk takes the bytes. `None`
+    /// where the worker cannot start one (then nothing is cached).
+    static THREAD: Option<Rc<Helper>> =
+        Helper::start("./cache_thread.js", "m1 cache thread").map(Rc::new);
+}
+
+/// A write the cache refused: where, and why.
+pub struct WriteFailed {
+    pub at: u64,
+    pub reason: String,
+}
+
+/// Writes a download into the cache at the offsets it arrives at, through the cache thread.
 pub struct CacheWriter {
-    handle: FileSystemSyncAccessHandle,
-    /// The download and the byte ranges written so far (sorted, merged): what the index
-    /// records when the download is suspended.
+    thread: Rc<Helper>,
+    /// The download and the byte ranges sent to be written (sorted, merged): what the index
+    /// records, once they are written, when the download is suspended. The thread handles
+    /// requests in order, so a read of them sees their bytes.
     record: PartialRecord,
     /// The sha256 of the bytes written in order from the file's start: a download written
     /// front to back needs no second pass to verify. A resumed one, or one written out of
     /// order, is read back instead.
     streamed: Option<StreamHash>,
+    /// The write in flight (its offset and answer): one at a time, so a full store stops the
+    /// download within a block.
+    writing: Option<(u64, js_sys::Promise)>,
+    /// Whether the thread still holds the file.
+    open: bool,
+    /// The buffer the last write gave back: the next block is copied into it (a new 8 MiB
+    /// buffer a block faulted its memory in each time).
+    spare: Option<js_sys::ArrayBuffer>,
 }
 
 impl CacheWriter {
@@ -252,47 +279,56 @@ impl CacheWriter {
         // The file's handle first: it is exclusive, so a second tab loading the same model
         // while this one downloads it is refused here, before it touches the index (where
         // it would overwrite the first tab's record of the bytes it holds).
-        let h = file_handle(file, true).await.map_err(CacheError::Other)?;
-        let handle: FileSystemSyncAccessHandle =
-            match wasm_bindgen_futures::JsFuture::from(h.create_sync_access_handle()).await {
-                Ok(v) => v.unchecked_into(),
-                Err(e) => {
-                    let name = js_sys::Reflect::get(&e, &"name".into())
-                        .ok()
-                        .and_then(|n| n.as_string());
-                    return Err(if name.as_deref() == Some("NoModificationAllowedError") {
-                        CacheError::InUse(format!(
-                            "{file} is being downloaded by another tab of this site: this tab \
-                             loads it without keeping its own copy (the other tab's copy is kept)."
-                        ))
-                    } else {
-                        CacheError::Other(describe(&e))
-                    });
-                }
-            };
-        // A stale entry of the same name, complete or not, is replaced.
         let record = PartialRecord {
             file: file.to_string(),
             url: url.to_string(),
             size,
             covered: Vec::new(),
         };
-        if let Err(e) = keep_partial(&record).await {
-            handle.close();
+        let (mut writer, _) = match Self::open(record, true).await {
+            Ok(opened) => opened,
+            Err(e)
+                if field(&e, "name").as_string().as_deref()
+                    == Some("NoModificationAllowedError") =>
+            {
+                return Err(CacheError::InUse(format!(
+                    "{file} is being downloaded by another tab of this site: this tab \
+                     loads it without keeping its own copy (the other tab's copy is kept)."
+                )))
+            }
+            Err(e) => return Err(CacheError::Other(failed(&e))),
+        };
+        // A stale entry of the same name, complete or not, is replaced.
+        if let Err(e) = keep_partial(&writer.record).await {
+            let _ = writer.close().await;
             return Err(CacheError::Other(e));
         }
-        handle
-            .truncate_with_f64(0.0)
-            .map_err(|e| CacheError::Other(describe(&e)))?;
-        Ok(Self::new(handle, record))
+        Ok(writer)
     }
 
-    fn new(handle: FileSystemSyncAccessHandle, record: PartialRecord) -> Self {
-        Self {
-            handle,
+    /// Has the cache thread open `record`'s file (emptied when `fresh`): the writer and the
+    /// file's size, or the thread's answer when it could not.
+    async fn open(record: PartialRecord, fresh: bool) -> Result<(Self, u64), JsValue> {
+        let thread = THREAD
+            .with(Clone::clone)
+            .ok_or_else(|| JsValue::from("this browser cannot start the model cache's thread"))?;
+        let fields = [
+            ("op", "open".into()),
+            ("dir", DIR.into()),
+            ("file", record.file.as_str().into()),
+            ("fresh", fresh.into()),
+        ];
+        let answer = JsFuture::from(thread.call(&fields, &[]).0).await?;
+        let size = field(&answer, "size").as_f64().unwrap_or(0.0) as u64;
+        let writer = Self {
+            thread,
             record,
             streamed: Some(StreamHash::new()),
-        }
+            writing: None,
+            open: true,
+            spare: None,
+        };
+        Ok((writer, size))
     }
 
     /// Reopens the partial copy of a download of `url` (same file name and size) with the
@@ -303,44 +339,93 @@ impl CacheWriter {
             .partials
             .into_iter()
             .find(|p| p.file == file && p.url == url && p.size == size)?;
-        let handle = sync_handle(file).await.ok()?;
+        let (mut writer, len) = Self::open(record, false).await.ok()?;
         // The recorded ranges must lie inside what the file holds (a copy cut short by a
         // crash before its flush starts over).
-        let len = handle.get_size().ok()? as u64;
-        if !record.fits(len) {
-            handle.close();
+        if !writer.record.fits(len) {
+            let _ = writer.close().await;
             return None;
         }
-        Some(Self::new(handle, record))
+        Some(writer)
+    }
+
+    /// Asks the thread for `op` on this writer's file.
+    fn call(
+        &self,
+        op: &str,
+        mut fields: Vec<(&str, JsValue)>,
+        transfer: &[JsValue],
+    ) -> js_sys::Promise {
+        fields.push(("op", op.into()));
+        fields.push(("file", self.record.file.as_str().into()));
+        self.thread.call(&fields, transfer).0
+    }
+
+    /// Flushes the copy and has the thread let go of it: the file's size.
+    async fn close(&mut self) -> Result<u64, String> {
+        let written = self.written().await;
+        self.open = false;
+        let answer = JsFuture::from(self.call("close", Vec::new(), &[]))
+            .await
+            .map_err(|e| failed(&e))?;
+        written.map_err(|e| e.reason)?;
+        Ok(field(&answer, "size").as_f64().unwrap_or(0.0) as u64)
     }
 
     /// Keeps the partial copy for a later resume (the network broke off): flushes it and
-    /// records the ranges it holds.
-    pub async fn suspend(self) -> Result<(), String> {
-        let flushed = self.handle.flush().map_err(|e| describe(&e));
-        self.handle.close();
-        flushed?;
+    /// records the ranges it holds. A copy missing a write it was sent is dropped instead.
+    pub async fn suspend(mut self) -> Result<(), String> {
+        if let Err(e) = self.close().await {
+            let _ = delete(&self.record.file).await;
+            return Err(e);
+        }
         keep_partial(&self.record).await
     }
 
-    /// Writes a block of the download as it arrived (a JS array: it is not copied into the
-    /// worker's memory whole) and, when it continues the bytes hashed so far, hashes it.
-    pub fn write_block(&mut self, offset: u64, bytes: &js_sys::Uint8Array) -> Result<(), String> {
-        let len = u64::from(bytes.length());
-        let opts = FileSystemReadWriteOptions::new();
-        opts.set_at(offset as f64);
-        let n = self
-            .handle
-            .write_with_js_u8_array_and_options(bytes, &opts)
-            .map_err(|e| describe(&e))?;
-        if n as u64 != len {
-            return Err(format!("the cache accepted {n} of {len} bytes"));
-        }
+    /// Sends a block of the download, as it arrived, to be written and, when it continues
+    /// the bytes hashed so far, hashes it. The thread takes a copy (the loader still reads
+    /// `bytes`), in the buffer the write before gave back, once that write has landed.
+    pub async fn write_block(
+        &mut self,
+        offset: u64,
+        bytes: &js_sys::Uint8Array,
+    ) -> Result<(), WriteFailed> {
+        self.written().await?;
+        let len = bytes.length();
+        let copy = match self.spare.take() {
+            Some(b) if b.byte_length() >= len => b,
+            _ => js_sys::ArrayBuffer::new(len),
+        };
+        js_sys::Uint8Array::new(&copy).set(bytes, 0);
+        let fields = vec![
+            ("at", (offset as f64).into()),
+            ("bytes", copy.clone().into()),
+            ("len", len.into()),
+        ];
+        self.writing = Some((offset, self.call("write", fields, &[copy.into()])));
+        let len = u64::from(len);
         self.record.cover(offset, offset + len);
         if let Some(hash) = self.streamed.as_mut().filter(|h| h.len() == offset) {
             hash.update(bytes);
         }
         Ok(())
+    }
+
+    /// Waits for the write in flight, if any.
+    pub async fn written(&mut self) -> Result<(), WriteFailed> {
+        let Some((at, answer)) = self.writing.take() else {
+            return Ok(());
+        };
+        match JsFuture::from(answer).await {
+            Ok(answer) => {
+                self.spare = field(&answer, "bytes").dyn_into().ok();
+                Ok(())
+            }
+            Err(e) => Err(WriteFailed {
+                at,
+                reason: failed(&e),
+            }),
+        }
     }
 
     /// From `pos` (before `end`): whether the copy already holds that byte, and where that
@@ -350,19 +435,23 @@ impl CacheWriter {
     }
 
     /// Reads bytes the copy already holds (a resumed download).
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
-        let opts = FileSystemReadWriteOptions::new();
-        opts.set_at(offset as f64);
-        let n = self
-            .handle
-            .read_with_u8_array_and_options(buf, &opts)
-            .map_err(|e| format!("reading the partial cache copy failed: {}", describe(&e)))?;
-        if n as usize != buf.len() {
+    pub async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let fields = vec![
+            ("at", (offset as f64).into()),
+            ("len", (buf.len() as f64).into()),
+        ];
+        let answer = JsFuture::from(self.call("read", fields, &[]))
+            .await
+            .map_err(|e| format!("reading the partial cache copy failed: {}", failed(&e)))?;
+        let bytes = js_sys::Uint8Array::new(&field(&answer, "bytes"));
+        if bytes.length() as usize != buf.len() {
             return Err(format!(
-                "the partial cache copy gave {n} of {} bytes at byte {offset}",
+                "the partial cache copy gave {} of {} bytes at byte {offset}",
+                bytes.length(),
                 buf.len()
             ));
         }
+        bytes.copy_to(buf);
         Ok(())
     }
 
@@ -379,9 +468,13 @@ impl CacheWriter {
         sha256: Option<&str>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<CacheEntry, CacheError> {
-        let streamed = self.streamed.take();
-        let result = self.verify(streamed, sha256, &mut progress).await;
-        self.handle.close();
+        let result = match self.close().await {
+            Ok(len) => {
+                let streamed = self.streamed.take();
+                self.verify(len, streamed, sha256, &mut progress).await
+            }
+            Err(e) => Err(CacheError::Other(e)),
+        };
         let digest = match result {
             Ok(d) => d,
             Err(e) => {
@@ -403,17 +496,11 @@ impl CacheWriter {
 
     async fn verify(
         &self,
+        len: u64,
         streamed: Option<StreamHash>,
         sha256: Option<&str>,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<String, CacheError> {
-        self.handle
-            .flush()
-            .map_err(|e| CacheError::Other(describe(&e)))?;
-        let len = self
-            .handle
-            .get_size()
-            .map_err(|e| CacheError::Other(describe(&e)))? as u64;
         if len != self.record.size {
             return Err(CacheError::Corrupt(format!(
                 "the cached copy has {len} bytes, expected {}",
@@ -430,7 +517,7 @@ impl CacheWriter {
                 progress(len, len);
                 hex(&d)
             }
-            None => self.read_back(len, progress)?,
+            None => self.read_back(len, progress).await?,
         };
         if let Some(want) = sha256 {
             if !digest.eq_ignore_ascii_case(want) {
@@ -442,26 +529,29 @@ impl CacheWriter {
         Ok(digest)
     }
 
-    /// The sha256 of the whole copy, read back from the file.
-    fn read_back(
+    /// The sha256 of the whole copy, read back from the file (closed by then).
+    async fn read_back(
         &self,
         len: u64,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<String, CacheError> {
+        let file = open(&self.record.file).await.map_err(CacheError::Other)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 8 << 20];
         let mut at = 0u64;
         while at < len {
             let n = ((len - at) as usize).min(buf.len());
-            let opts = FileSystemReadWriteOptions::new();
-            opts.set_at(at as f64);
-            let got = self
-                .handle
-                .read_with_u8_array_and_options(&mut buf[..n], &opts)
-                .map_err(|e| CacheError::Other(describe(&e)))? as usize;
-            if got != n {
+            let slice = file
+                .slice_with_f64_and_f64(at as f64, (at + n as u64) as f64)
+                .map_err(|e| CacheError::Other(describe(&e)))?;
+            let bytes = await_promise(slice.array_buffer())
+                .await
+                .map_err(CacheError::Other)?;
+            let bytes = js_sys::Uint8Array::new(&bytes);
+            if bytes.length() as usize != n {
                 return Err(CacheError::Corrupt(format!("short read at byte {at}")));
             }
+            bytes.copy_to(&mut buf[..n]);
             hasher.update(&buf[..n]);
             at += n as u64;
             progress(at, len);
@@ -470,9 +560,25 @@ impl CacheWriter {
     }
 
     /// Drops a partial copy (cancel, network failure the user gave up on).
-    pub async fn abandon(self) {
-        self.handle.close();
+    pub async fn abandon(mut self) {
+        let _ = self.close().await;
         let _ = delete(&self.record.file).await;
+    }
+}
+
+impl Drop for CacheWriter {
+    /// A writer dropped on a path that neither kept nor dropped its copy still lets go of
+    /// the file, so the next load is not refused as if another tab held it.
+    fn drop(&mut self) {
+        if self.open {
+            self.thread.tell(
+                &[
+                    ("op", "close".into()),
+                    ("file", self.record.file.as_str().into()),
+                ],
+                &[],
+            );
+        }
     }
 }
 

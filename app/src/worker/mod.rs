@@ -10,6 +10,7 @@
 mod cache;
 mod device;
 mod hash;
+mod helper;
 mod js;
 mod load;
 mod session;

@@ -4,20 +4,18 @@
 //! A download can be mirrored into the cache as it streams, so the model is read from the
 //! network exactly once.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use m1_engine::gguf::{ByteSource, GgufError};
 use m1_engine::units::fmt_bytes;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use web_sys::{
-    AbortController, AbortSignal, Blob, Headers, MessageEvent, Request, RequestInit, Response,
-    Worker, WorkerOptions,
-};
+use web_sys::{AbortController, AbortSignal, Blob, Headers, Request, RequestInit, Response};
 
-use super::cache::CacheWriter;
+use super::cache::{CacheWriter, WriteFailed};
+use super::helper::{bytes, failed, Helper};
 use super::js::{await_promise, describe, scope, sleep_ms};
 use super::post;
 use crate::protocol::{Event, Phase};
@@ -96,7 +94,16 @@ enum BlockState {
 
 impl Block {
     fn request(url: &str, start: u64, end: u64) -> Self {
-        let thread = FETCHER.with(|f| f.as_ref().map(|f| f.request(url, start, end)));
+        let thread = FETCHER.with(|f| {
+            f.as_ref().filter(|f| f.works()).map(|f| {
+                let fields = [
+                    ("url", url.into()),
+                    ("start", (start as f64).into()),
+                    ("end", (end as f64).into()),
+                ];
+                f.call(&fields, &[])
+            })
+        });
         let (promise, abort) = match thread {
             Some((promise, id)) => (promise, Abort::Thread(id)),
             None => {
@@ -104,11 +111,12 @@ impl Block {
                 let signal = abort.as_ref().map(|a| a.signal());
                 let url = url.to_string();
                 // Spawned now: the request goes out while the loader works on earlier blocks.
+                // It answers as the thread does: `{bytes}`, or the reason it failed.
                 let promise = future_to_promise(async move {
-                    read_range(&url, start, end - start, signal.as_ref())
-                        .await
-                        .map(JsValue::from)
-                        .map_err(JsValue::from)
+                    let bytes = read_range(&url, start, end - start, signal.as_ref()).await?;
+                    let answer = js_sys::Object::new();
+                    js_sys::Reflect::set(&answer, &"bytes".into(), &bytes.buffer())?;
+                    Ok(answer.into())
                 });
                 (promise, Abort::Here(abort))
             }
@@ -120,24 +128,31 @@ impl Block {
         }
     }
 
-    /// Stops a request still in flight (the loader jumped elsewhere, failed or was
-    /// cancelled): its bytes would never be read.
-    fn cancel(&self) {
-        match &self.state {
-            BlockState::InFlight {
-                abort: Abort::Here(Some(a)),
-                ..
-            } => a.abort(),
-            BlockState::InFlight {
-                abort: Abort::Thread(id),
-                ..
-            } => FETCHER.with(|f| {
-                if let Some(f) = f {
-                    f.abort(*id)
-                }
-            }),
+    /// Lets go of the block once the loader is past it (or jumped elsewhere, failed or was
+    /// cancelled): a request still in flight is stopped, its bytes would never be read;
+    /// bytes that came go back to the fetch thread, which reads the next block into them.
+    fn retire(self) {
+        FETCHER.with(|f| match (self.state, f) {
+            (
+                BlockState::InFlight {
+                    abort: Abort::Here(Some(a)),
+                    ..
+                },
+                _,
+            ) => a.abort(),
+            (
+                BlockState::InFlight {
+                    abort: Abort::Thread(id),
+                    ..
+                },
+                Some(f),
+            ) if f.forget(id) => f.tell(&[("abort", id.into())], &[]),
+            (BlockState::Ready(bytes), Some(f)) => {
+                let buffer = bytes.buffer();
+                f.tell(&[("recycle", buffer.clone().into())], &[buffer.into()]);
+            }
             _ => {}
-        }
+        })
     }
 }
 
@@ -149,91 +164,13 @@ enum Abort {
     Thread(u32),
 }
 
-/// A request's resolve and reject.
-type Settle = (js_sys::Function, js_sys::Function);
-
-/// The fetch thread (`www/fetch_thread.js`): a worker that fetches the blocks on its own
-/// event loop. A response body is read by the loop of the thread that fetched it, and this
-/// worker's loop is busy placing weights between its awaits: fetched here, the network
-/// waited for it.
-struct Fetcher {
-    worker: Worker,
-    next: Cell<u32>,
-    /// Requests in flight, by id.
-    waiting: RefCell<HashMap<u32, Settle>>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-}
-
 thread_local! {
-    /// `None` where the worker cannot start one (then blocks are fetched here).
-    static FETCHER: Option<Fetcher> = Fetcher::start();
-}
-
-impl Fetcher {
-    fn start() -> Option<Self> {
-        let options = WorkerOptions::new();
-        options.set_name("m1 fetch thread");
-        let worker = Worker::new_with_options("./fetch_thread.js", &options).ok()?;
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|e: MessageEvent| {
-            let data = e.data();
-            let get = |k: &str| js_sys::Reflect::get(&data, &k.into()).unwrap_or_default();
-            let Some(id) = get("id").as_f64() else {
-                return;
-            };
-            let settle = FETCHER.with(|f| {
-                f.as_ref()
-                    .and_then(|f| f.waiting.borrow_mut().remove(&(id as u32)))
-            });
-            let Some((resolve, reject)) = settle else {
-                return;
-            };
-            let bytes = get("bytes");
-            let _ = if bytes.is_undefined() {
-                reject.call1(&JsValue::NULL, &get("error"))
-            } else {
-                resolve.call1(&JsValue::NULL, &js_sys::Uint8Array::new(&bytes))
-            };
-        });
-        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        Some(Self {
-            worker,
-            next: Cell::new(0),
-            waiting: RefCell::default(),
-            _on_message: on_message,
-        })
-    }
-
-    /// Asks the thread for `start..end` of `url`: the promise of its bytes, and its id.
-    fn request(&self, url: &str, start: u64, end: u64) -> (js_sys::Promise, u32) {
-        let id = self.next.get();
-        self.next.set(id.wrapping_add(1));
-        let promise = js_sys::Promise::new(&mut |resolve, reject| {
-            self.waiting
-                .borrow_mut()
-                .insert(id, (resolve, reject.clone()));
-            let message = js_sys::Object::new();
-            let set = |k: &str, v: JsValue| js_sys::Reflect::set(&message, &k.into(), &v);
-            let sent = set("id", id.into())
-                .and_then(|_| set("url", url.into()))
-                .and_then(|_| set("start", (start as f64).into()))
-                .and_then(|_| set("end", (end as f64).into()))
-                .and_then(|_| self.worker.post_message(&message));
-            if let Err(e) = sent {
-                self.waiting.borrow_mut().remove(&id);
-                let _ = reject.call1(&JsValue::NULL, &describe(&e).into());
-            }
-        });
-        (promise, id)
-    }
-
-    /// Stops request `id`: the thread aborts its fetch, and its answer is never awaited.
-    fn abort(&self, id: u32) {
-        if self.waiting.borrow_mut().remove(&id).is_some() {
-            let message = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&message, &"abort".into(), &id.into());
-            let _ = self.worker.post_message(&message);
-        }
-    }
+    /// The fetch thread (`www/fetch_thread.js`): a worker that fetches the blocks on its own
+    /// event loop. A response body is read by the loop of the thread that fetched it, and
+    /// this worker's loop is busy placing weights between its awaits: fetched here, the
+    /// network waited for it. `None` where the worker cannot start one (then blocks are
+    /// fetched here).
+    static FETCHER: Option<Helper> = Helper::start("./fetch_thread.js", "m1 fetch thread");
 }
 
 pub struct HttpSource {
@@ -303,7 +240,7 @@ impl HttpSource {
     /// Drops every block: a read outside them, a failure, or the end of the load.
     fn drop_blocks(&mut self) {
         for b in self.ahead.drain(..) {
-            b.cancel();
+            b.retire();
         }
     }
 
@@ -338,8 +275,8 @@ impl HttpSource {
         let mut last = match &block.state {
             BlockState::Ready(_) => return Ok(()),
             BlockState::InFlight { promise, .. } => match JsFuture::from(promise.clone()).await {
-                Ok(v) => whole(v.unchecked_into(), end - start),
-                Err(e) => Err(e.as_string().unwrap_or_else(|| describe(&e))),
+                Ok(v) => bytes(&v).and_then(|b| whole(b, end - start)),
+                Err(e) => Err(failed(&e)),
             },
         };
         for attempt in 1..RETRIES {
@@ -367,24 +304,39 @@ impl HttpSource {
                 return Err(message);
             }
         };
-        if let Some(cache) = &mut self.cache {
-            if let Err(e) = cache.write_block(start, &bytes) {
-                // Chromium's estimate() reports a fixed quota, so a full store may first
-                // show here.
-                let message = format!(
-                    "This model won't fit in this site's storage: saving it failed at {} of {} ({e}). \
-                     Free disk space or delete cached models, then load it again.",
-                    fmt_bytes(start),
-                    fmt_bytes(self.size)
-                );
-                self.failure = Some(Failure::Cache(message.clone()));
-                return Err(message);
-            }
-        }
+        let stored = match &mut self.cache {
+            Some(cache) => cache.write_block(start, &bytes).await,
+            None => Ok(()),
+        };
+        stored.map_err(|e| self.refused(e))?;
         if let Some(block) = self.ahead.front_mut() {
             block.state = BlockState::Ready(bytes);
         }
         Ok(())
+    }
+
+    /// Waits for the cache copy's write in flight, if any: a store that filled up stops the
+    /// download before another block is asked for.
+    async fn written(&mut self) -> Result<(), String> {
+        let stored = match &mut self.cache {
+            Some(cache) => cache.written().await,
+            None => Ok(()),
+        };
+        stored.map_err(|e| self.refused(e))
+    }
+
+    /// The failure to report for a write the cache refused. Chromium's estimate() reports a
+    /// fixed quota, so a full store may first show here.
+    fn refused(&mut self, e: WriteFailed) -> String {
+        let message = format!(
+            "This model won't fit in this site's storage: saving it failed at {} of {} ({}). \
+             Free disk space or delete cached models, then load it again.",
+            fmt_bytes(e.at),
+            fmt_bytes(self.size),
+            e.reason
+        );
+        self.failure = Some(Failure::Cache(message.clone()));
+        message
     }
 
     /// Copies what the first block, once here, holds from `at` into the start of `buf`;
@@ -418,14 +370,20 @@ impl HttpSource {
         while pos < end {
             while self.ahead.front().is_some_and(|b| b.end <= pos) {
                 if let Some(b) = self.ahead.pop_front() {
-                    b.cancel();
+                    b.retire();
                 }
             }
             if self.ahead.front().is_some_and(|b| b.start > pos) {
                 self.drop_blocks();
             }
-            self.request_ahead(pos);
-            if let Err(e) = self.settle_first().await {
+            let settled = match self.written().await {
+                Ok(()) => {
+                    self.request_ahead(pos);
+                    self.settle_first().await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = settled {
                 self.drop_blocks();
                 return Err(e);
             }
@@ -485,7 +443,7 @@ impl ByteSource for HttpSource {
             };
             let piece = &mut buf[(at - offset) as usize..(run_end - offset) as usize];
             match (&self.cache, cached) {
-                (Some(c), true) => c.read_at(at, piece).map_err(io)?,
+                (Some(c), true) => c.read_at(at, piece).await.map_err(io)?,
                 _ => self.read_network(at, piece).await.map_err(io)?,
             }
             at = run_end;
