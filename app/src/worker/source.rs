@@ -135,11 +135,17 @@ impl Block {
         FETCHER.with(|f| match (self.state, f) {
             (
                 BlockState::InFlight {
+                    promise,
                     abort: Abort::Here(Some(a)),
-                    ..
                 },
                 _,
-            ) => a.abort(),
+            ) => {
+                a.abort();
+                // Its rejection is the abort: expected, not an unhandled one to report.
+                EXPECTED.with(|ignore| {
+                    let _ = promise.catch(ignore);
+                });
+            }
             (
                 BlockState::InFlight {
                     abort: Abort::Thread(id),
@@ -165,6 +171,9 @@ enum Abort {
 }
 
 thread_local! {
+    /// Takes the rejection of a request stopped on purpose.
+    static EXPECTED: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {});
+
     /// The fetch thread (`www/fetch_thread.js`): a worker that fetches the blocks on its own
     /// event loop. A response body is read by the loop of the thread that fetched it, and
     /// this worker's loop is busy placing weights between its awaits: fetched here, the
