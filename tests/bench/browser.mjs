@@ -5,10 +5,15 @@
 //
 //   cargo xtask serve --port 8090 --models .cache/models      # in another terminal
 //   cd tests && M1_BASE_URL=http://127.0.0.1:8090 node bench/browser.mjs \
-//       [--gpu | --cpu] [--threads N] [--model NAME-PREFIX] [--budget N] [--sample I] [--json]
+//       [--gpu | --cpu] [--threads N] [--model NAME-PREFIX] [--budget N] [--sample I]
+//       [--no-load-sampler] [--json]
 //
 // --threads N caps the CPU path's threads (the page's ?threads=N); without it the page uses
 // one per core where it is cross-origin isolated (`serve` sends the headers), else one.
+// --no-load-sampler leaves the memory sampler off while the model loads (it costs 20-30% of
+// a core, which a 2-core machine's load pays for); the peak is then read after the load.
+// load_cpu_s is the CPU time (user + system) of the browser's processes during the load:
+// on N cores no load can take less than load_cpu_s / N.
 //
 // It measures; it asserts nothing (speed goals are read from its figures, not enforced as
 // timed tests). On this project's CI-class machine the adapter is SwiftShader (software).
@@ -41,6 +46,24 @@ function pssOf(marker) {
   return total;
 }
 
+/** CPU seconds (user + system, all threads) of every process whose command line names
+ * `marker`. */
+function cpuOf(marker) {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += parseInt(f[11], 10) + parseInt(f[12], 10);
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return ticks / 100; // USER_HZ
+}
+
 /** The GPU path's host ms and dispatches per decoded token, from "About this device". */
 async function hostFigures(page) {
   const line = await page.getByTestId('run-stats').textContent({ timeout: 5_000 }).catch(() => '');
@@ -57,7 +80,9 @@ let peak = 0;
 // Reading every process's smaps_rollup costs 20-30% of a core (measured per thread while a
 // question ran): sampled every 200 ms while the model loads, where the peak is, and once
 // before and after the answer, so the sampler takes no core from the decode it times.
-let sampler = setInterval(() => { peak = Math.max(peak, pssOf(b.profileDir)); }, 200);
+let sampler = args.includes('--no-load-sampler')
+  ? null
+  : setInterval(() => { peak = Math.max(peak, pssOf(b.profileDir)); }, 200);
 const pauseSampler = () => {
   if (sampler) clearInterval(sampler);
   sampler = null;
@@ -76,10 +101,12 @@ try {
   const backend = (await b.page.getByTestId('device-backend').textContent()).replace(/^Backend:\s*/, '').trim();
   const cpuThreads = await b.page.getByTestId('cpu-threads').getAttribute('data-threads', { timeout: 1000 }).catch(() => null);
 
+  const cpu0 = cpuOf(b.profileDir);
   const t0 = Date.now();
   await b.page.getByRole('button', { name: new RegExp(`^Load ${model}`, 'i') }).first().click();
   await b.page.getByTestId('loaded-model').waitFor({ timeout: 900_000 });
   const loadWallS = (Date.now() - t0) / 1000;
+  const loadCpuS = cpuOf(b.profileDir) - cpu0;
   const loaded = (await b.page.getByTestId('loaded-model').textContent()).trim();
   const loadS = parseFloat(loaded.match(/loaded in ([\d.]+) s/)?.[1] ?? 'NaN');
   // "on the GPU: 463 MB of weights, 60 MB of cache and activations"; absent on the CPU path.
@@ -109,6 +136,7 @@ try {
     load_s: loadS,
     load_wall_s: loadWallS,
     load_mb_per_s: fileBytes ? fileBytes / 1e6 / loadS : null,
+    load_cpu_s: loadCpuS,
     gpu_weights_mb: gpuWeightsMb,
     gpu_state_mb: gpuStateMb,
     // The worker's WebAssembly memory after the load, and what the load added to it.
