@@ -31,14 +31,12 @@ const budget = parseInt(opt('budget', '64'), 10);
 const sample = opt('sample', '2');
 const threads = opt('threads', null);
 
-/** Proportional set size of every process whose command line names `marker`, in bytes. */
-function pssOf(marker) {
+/** The sum of `read(pid)` over every process whose command line names `marker`. */
+function sumOver(marker, read) {
   let total = 0;
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) continue;
-      const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1').match(/^Pss:\s+(\d+) kB/m);
-      if (m) total += parseInt(m[1], 10) * 1024;
+      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) total += read(pid);
     } catch {
       // The process ended between the listing and the read.
     }
@@ -46,21 +44,23 @@ function pssOf(marker) {
   return total;
 }
 
+/** Proportional set size of every process whose command line names `marker`, in bytes. */
+function pssOf(marker) {
+  return sumOver(marker, (pid) => {
+    const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1').match(/^Pss:\s+(\d+) kB/m);
+    return m ? parseInt(m[1], 10) * 1024 : 0;
+  });
+}
+
 /** CPU seconds (user + system, all threads) of every process whose command line names
  * `marker`. */
 function cpuOf(marker) {
-  let ticks = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(marker)) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += parseInt(f[11], 10) + parseInt(f[12], 10);
-    } catch {
-      // The process ended between the listing and the read.
-    }
-  }
+  const ticks = sumOver(marker, (pid) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return parseInt(f[11], 10) + parseInt(f[12], 10);
+  });
   return ticks / 100; // USER_HZ
 }
 

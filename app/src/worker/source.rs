@@ -371,6 +371,14 @@ impl HttpSource {
         n
     }
 
+    /// Keeps [`AHEAD`] blocks asked for from `pos` (once the cache copy's write in flight
+    /// has landed) and waits for the first.
+    async fn advance(&mut self, pos: u64) -> Result<(), String> {
+        self.written().await?;
+        self.request_ahead(pos);
+        self.settle_first().await
+    }
+
     /// Fills `piece` (bytes from `at` the cache copy does not hold) from the blocks, asking
     /// for them when the loader reads outside those requested.
     async fn read_network(&mut self, at: u64, piece: &mut [u8]) -> Result<(), String> {
@@ -385,14 +393,7 @@ impl HttpSource {
             if self.ahead.front().is_some_and(|b| b.start > pos) {
                 self.drop_blocks();
             }
-            let settled = match self.written().await {
-                Ok(()) => {
-                    self.request_ahead(pos);
-                    self.settle_first().await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = settled {
+            if let Err(e) = self.advance(pos).await {
                 self.drop_blocks();
                 return Err(e);
             }
