@@ -1,27 +1,43 @@
-// Downloads that meet a bad network or a full disk: dropped Range requests are retried at
-// the same offset; a connection that stays down ends in a clear message whose Retry
-// resumes where the download stopped (the bytes already stored come from OPFS); a model
-// that cannot fit in the site's storage quota is refused before its first byte.
+// Downloads that meet a bad network or a full disk: a response that breaks off, and requests
+// that fail, are retried at the same offset; a connection that stays down ends in a clear
+// message whose Retry resumes where the download stopped (the bytes already stored come
+// from OPFS); a model that cannot fit in the site's storage quota is refused before its
+// first byte, and one that fills the store stops the download at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { launch, BASE, SIZE_TEXT, bytesOf, engineReady, screenshot, stallReport } from './harness.mjs';
 
 const FILE = 'smollm2-135m-instruct-q4_1.gguf';
+const PATH = new URL(`../../.cache/models/${FILE}`, import.meta.url);
 const SIZE = 98_362_432;
 const SHA256 = readFileSync(new URL(`../../.cache/models/${FILE}.sha256`, import.meta.url), 'utf8').trim().split(/\s+/)[0];
 const LOAD_TIMEOUT = 120_000;
 
-/** Routes the model's requests through `decide(start, end)`, which may abort them. */
+/** Routes the model's requests through `decide({start, end})`: `'drop'` fails a request
+ * before its first byte; a byte offset breaks its response off there (the connection lost
+ * mid-way: the body ends early); anything else lets it through. The engine reads the blocks
+ * that follow one another from one response, so a request may span many blocks. Returns
+ * the requests seen. */
 async function routeModel(context, decide) {
   const ranges = [];
+  let file = null;
   await context.route(`**/models/${FILE}`, async (route) => {
     const m = /bytes=(\d+)-(\d+)/.exec(route.request().headers().range ?? '');
-    const r = m ? { start: Number(m[1]), end: Number(m[2]) + 1 } : { start: 0, end: SIZE, whole: true };
-    const fail = decide(r);
-    ranges.push({ ...r, failed: fail });
-    if (fail) await route.abort('connectionreset');
-    else await route.continue();
+    const r = m ? { start: Number(m[1]), end: Math.min(Number(m[2]) + 1, SIZE) } : { start: 0, end: SIZE, whole: true };
+    const how = decide(r);
+    const failed = how === 'drop' || typeof how === 'number';
+    ranges.push({ ...r, failed });
+    if (how === 'drop') return route.abort('connectionreset');
+    if (typeof how !== 'number') return route.continue();
+    file ??= readFileSync(PATH);
+    return route.fulfill({
+      status: 206,
+      headers: { 'Content-Range': `bytes ${r.start}-${r.end - 1}/${SIZE}`, 'Content-Type': 'application/octet-stream' },
+      body: file.subarray(r.start, how),
+    });
   });
   return ranges;
 }
@@ -50,35 +66,35 @@ async function cachedEntry(page) {
 
 const isProbe = (r) => r.start === 0 && r.end === 1;
 
-test('dropped Range requests are retried at the same offset and the cached copy verifies', async () => {
+test('a response that breaks off and requests that fail are retried at the same offset, and the cached copy verifies', async () => {
   const b = await launch();
   try {
     await ready(b);
-    // The first range past the header fails three times; its 4th try gets it. The worker
-    // asks for blocks ahead of the loader, so other ranges may come between the tries.
+    // The first request past the file's start breaks off 3 MiB in, the block it was reading
+    // is asked for twice more and fails, and its 4th try gets it. The blocks after it are
+    // read from a new request meanwhile.
     let target = null;
-    let drops = 0;
-    const same = (r, t) => t && r.start === t.start && r.end === t.end;
+    let tried = 0;
     const ranges = await routeModel(b.context, (r) => {
       if (!target && r.start > 0) target = r;
-      const drop = same(r, target) && drops < 3;
-      if (drop) drops += 1;
-      return drop;
+      if (r.start !== target?.start || tried === 3) return false;
+      tried += 1;
+      return tried === 1 ? r.start + (3 << 20) : 'drop';
     });
     const t0 = Date.now();
     await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
     await b.page.getByTestId('loaded-model').or(b.page.getByTestId('error')).waitFor({ timeout: LOAD_TIMEOUT });
     assert.equal(await b.page.getByTestId('error').count(), 0, `the load failed: ${await b.page.getByTestId('error').allTextContents()}`);
-    console.log(`loaded through 3 dropped requests in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${ranges.length} requests`);
-    assert.ok(ranges.length > 6, `the worker's fetches were not routed: ${JSON.stringify(ranges)}`);
+    console.log(`loaded through a broken response and 2 dropped requests in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${ranges.length} requests`);
+    assert.ok(target, `the worker's fetches were not routed: ${JSON.stringify(ranges)}`);
     assert.ok(ranges.every((r) => !r.whole), 'a request without a Range header');
     assert.equal(ranges.filter((r) => r.failed).length, 3);
-    const tries = ranges.filter((r) => same(r, target));
+    const tries = ranges.filter((r) => r.start === target.start);
     assert.deepEqual(tries.map((r) => r.failed), [true, true, true, false],
-      `the dropped range was not asked for again until it came: ${JSON.stringify(tries)}`);
-    // Every other range was asked for once: a retry is of the bytes that failed, not more.
-    const others = ranges.filter((r) => !same(r, target) && !isProbe(r)).map((r) => `${r.start}-${r.end}`);
-    assert.equal(new Set(others).size, others.length, `a range was fetched twice: ${others}`);
+      `the broken-off block was not asked for again until it came: ${JSON.stringify(tries)}`);
+    // A retry is of the bytes that failed: every other request starts where none did before.
+    const others = ranges.filter((r) => r.start !== target.start && !isProbe(r)).map((r) => r.start);
+    assert.equal(new Set(others).size, others.length, `bytes were asked for twice: ${JSON.stringify(ranges)}`);
     const entry = await cachedEntry(b.page);
     assert.ok(entry, 'the model was not recorded in the cache');
     assert.equal(entry.bytes, SIZE);
@@ -88,17 +104,21 @@ test('dropped Range requests are retried at the same offset and the cached copy 
   }
 });
 
-/** Loads the model while the network is down past byte `CUT`, up to the network error.
- * Returns the requests seen, where the download stopped, and `restore()` for the network. */
+/** Loads the model while the connection breaks at byte `CUT` and stays down (a response
+ * from below it ends there, any later request fails), up to the network error. Returns the
+ * requests seen, where the download stopped, and `restore()` for the network. */
 async function breakOff(b) {
   const CUT = 24 << 20;
   let down = true;
-  const ranges = await routeModel(b.context, (r) => down && r.end > CUT);
+  const ranges = await routeModel(b.context, (r) => {
+    if (!down) return false;
+    if (r.start >= CUT) return 'drop';
+    return r.end > CUT ? CUT : false;
+  });
   await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
   await b.page.getByTestId('error').waitFor({ timeout: LOAD_TIMEOUT });
-  const stoppedAt = ranges.find((r) => r.failed).start;
-  assert.ok(stoppedAt > 0 && stoppedAt <= CUT, `stopped at ${stoppedAt}`);
-  return { ranges, stoppedAt, restore: () => { down = false; } };
+  assert.ok(ranges.some((r) => r.failed && r.start === CUT), `the block at byte ${CUT} was not retried: ${JSON.stringify(ranges)}`);
+  return { ranges, stoppedAt: CUT, restore: () => { down = false; } };
 }
 
 /** After `resume` (a click that loads the model again), the load went on from `stoppedAt`,
@@ -195,19 +215,63 @@ test('a model larger than the reported storage quota is refused before the downl
   }
 });
 
+/** Serves the model file on a port of its own as the test server does (a 206 answer to a
+ * Range request), at `rate` bytes a second, and counts the bytes it sent. The page's
+ * requests for the model go there. Chromium reads a response as fast as it comes, however
+ * far the page has read it, so from a local server a download takes whole requests; at the
+ * pace of a real network, the bytes sent are the bytes the download went on to want. */
+async function pacedServer(context, rate) {
+  const sent = { bytes: 0 };
+  const TICK_MS = 10;
+  const server = createServer(async (req, res) => {
+    const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '');
+    if (!m) return res.writeHead(416).end();
+    const start = Number(m[1]);
+    const end = Math.min(Number(m[2]) + 1, SIZE);
+    res.writeHead(206, {
+      'Content-Range': `bytes ${start}-${end - 1}/${SIZE}`,
+      'Content-Length': end - start,
+      'Content-Type': 'application/octet-stream',
+    });
+    const file = await open(PATH);
+    try {
+      for (let at = start; at < end && !res.destroyed;) {
+        const chunk = Buffer.alloc(Math.min(end - at, rate * TICK_MS / 1000));
+        await file.read(chunk, 0, chunk.length, at);
+        at += chunk.length;
+        sent.bytes += chunk.length;
+        res.write(chunk);
+        await new Promise((done) => setTimeout(done, TICK_MS));
+      }
+    } finally {
+      await file.close();
+      res.end();
+    }
+  });
+  await new Promise((done) => server.listen(0, '127.0.0.1', done));
+  const url = `http://127.0.0.1:${server.address().port}/${FILE}`;
+  await context.route(`**/models/${FILE}`, (route) => route.continue({ url }));
+  const close = () => new Promise((done) => { server.closeAllConnections(); server.close(done); });
+  return { sent, close };
+}
+
 test('a store that fills up during the download stops at once and keeps no partial copy', async () => {
   // Chromium's default: estimate() says 10 GiB is free, the enforced quota says otherwise.
   const b = await launch();
   try {
     await ready(b);
     await lowerQuota(b, 40_000_000);
-    const ranges = await routeModel(b.context, () => false);
+    // 25 MB/s: the whole file would take 4 s.
+    const server = await pacedServer(b.context, 25_000_000);
     await b.page.getByRole('button', { name: `Load ${FILE}` }).click();
     const error = b.page.getByTestId('error');
     await error.waitFor({ timeout: 60_000 });
     assert.match(await error.textContent(), new RegExp(`won't fit in this site's storage: saving it failed at ${SIZE_TEXT} of 98\\.4 MB`));
-    const fetched = ranges.filter((r) => !isProbe(r)).reduce((s, r) => s + r.end - r.start, 0);
-    assert.ok(fetched <= 40_000_000 + (8 << 20), `kept downloading after the store was full: ${fetched} bytes`);
+    // A download that went on would send another 25 MB in this second.
+    await new Promise((done) => setTimeout(done, 1000));
+    await server.close();
+    console.log(`the store filled; ${server.sent.bytes} bytes sent`);
+    assert.ok(server.sent.bytes <= 40_000_000 + (8 << 20), `kept downloading after the store was full: ${server.sent.bytes} bytes sent`);
     const left = await b.page.evaluate(async (file) => {
       const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('models');
       const names = [];

@@ -406,7 +406,7 @@ impl CacheWriter {
         let len = u64::from(len);
         self.record.cover(offset, offset + len);
         if let Some(hash) = self.streamed.as_mut().filter(|h| h.len() == offset) {
-            hash.update(bytes);
+            hash.update(bytes).await;
         }
         Ok(())
     }

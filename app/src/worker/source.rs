@@ -64,9 +64,10 @@ impl LoadControl {
 /// Tries per block: the first, then three more after 0.5 s, 1 s and 2 s.
 const RETRIES: u32 = 4;
 
-/// Bytes asked of the network per request. The loader reads a header, hundreds of small
-/// tensors and 8 MiB chunks; served from blocks, a model is a few dozen requests, not one
-/// per tensor.
+/// The unit the network is read, retried and cached in. The loader reads a header, hundreds
+/// of small tensors and 8 MiB chunks; served from blocks, a model is a few dozen of them,
+/// not one per tensor (and the fetch thread reads the blocks that follow one another from
+/// one request).
 const BLOCK: u64 = 8 << 20;
 
 /// Blocks in flight ahead of the one the loader reads, so the network fills them while
@@ -93,13 +94,16 @@ enum BlockState {
 }
 
 impl Block {
-    fn request(url: &str, start: u64, end: u64) -> Self {
+    /// Asks for bytes `start..end`; the loader will want the bytes after them up to `until`,
+    /// so the fetch thread reads them from one response.
+    fn request(url: &str, start: u64, end: u64, until: u64) -> Self {
         let thread = FETCHER.with(|f| {
             f.as_ref().filter(|f| f.works()).map(|f| {
                 let fields = [
                     ("url", url.into()),
                     ("start", (start as f64).into()),
                     ("end", (end as f64).into()),
+                    ("until", (until as f64).into()),
                 ];
                 f.call(&fields, &[])
             })
@@ -271,7 +275,8 @@ impl HttpSource {
                 None => self.size,
             };
             let end = (next + BLOCK).min(limit);
-            self.ahead.push_back(Block::request(&self.url, next, end));
+            self.ahead
+                .push_back(Block::request(&self.url, next, end, limit));
             next = end;
         }
     }
