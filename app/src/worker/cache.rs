@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use super::hash::StreamHash;
 use super::helper::{failed, field, Helper};
+use super::source::{read_blob, BlobError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -541,17 +542,12 @@ impl CacheWriter {
         let mut at = 0u64;
         while at < len {
             let n = ((len - at) as usize).min(buf.len());
-            let slice = file
-                .slice_with_f64_and_f64(at as f64, (at + n as u64) as f64)
-                .map_err(|e| CacheError::Other(describe(&e)))?;
-            let bytes = await_promise(slice.array_buffer())
+            read_blob(&file, at, &mut buf[..n])
                 .await
-                .map_err(CacheError::Other)?;
-            let bytes = js_sys::Uint8Array::new(&bytes);
-            if bytes.length() as usize != n {
-                return Err(CacheError::Corrupt(format!("short read at byte {at}")));
-            }
-            bytes.copy_to(&mut buf[..n]);
+                .map_err(|e| match e {
+                    BlobError::Short(m) => CacheError::Corrupt(m),
+                    BlobError::Read(m) => CacheError::Other(m),
+                })?;
             hasher.update(&buf[..n]);
             at += n as u64;
             progress(at, len);

@@ -551,21 +551,41 @@ impl ByteSource for BlobSource {
     }
 
     async fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
-        let len = buf.len() as u64;
-        let io = begin_read(&self.control, &mut self.failure, offset, len)?;
-        let slice = self
-            .blob
-            .slice_with_f64_and_f64(offset as f64, (offset + len) as f64)
-            .map_err(|e| io(describe(&e)))?;
-        let ab = await_promise(slice.array_buffer()).await.map_err(io)?;
-        copy_exact(&ab, buf).map_err(io)?;
-        Ok(())
+        let io = begin_read(&self.control, &mut self.failure, offset, buf.len() as u64)?;
+        read_blob(&self.blob, offset, buf)
+            .await
+            .map_err(|e| io(e.into_message()))
     }
 }
 
-/// Copies a fetched `ArrayBuffer` into the caller's buffer; a short answer is an error, never
-/// silently zero-filled bytes in a model.
-fn copy_exact(ab: &JsValue, buf: &mut [u8]) -> Result<(), String> {
-    whole(js_sys::Uint8Array::new(ab), buf.len() as u64)?.copy_to(buf);
+/// Why reading a `Blob` (a picked file, a cached copy) failed.
+pub enum BlobError {
+    /// The browser refused or failed the read.
+    Read(String),
+    /// Fewer bytes came than asked for: the file is shorter than it was said to be.
+    Short(String),
+}
+
+impl BlobError {
+    pub fn into_message(self) -> String {
+        match self {
+            Self::Read(m) | Self::Short(m) => m,
+        }
+    }
+}
+
+/// Reads `buf.len()` bytes of `blob` from `offset` into `buf`; fewer is an error, never bytes
+/// of a model silently left as they were.
+pub async fn read_blob(blob: &Blob, offset: u64, buf: &mut [u8]) -> Result<(), BlobError> {
+    let end = offset + buf.len() as u64;
+    let slice = blob
+        .slice_with_f64_and_f64(offset as f64, end as f64)
+        .map_err(|e| BlobError::Read(describe(&e)))?;
+    let ab = await_promise(slice.array_buffer())
+        .await
+        .map_err(BlobError::Read)?;
+    let bytes = whole(js_sys::Uint8Array::new(&ab), buf.len() as u64)
+        .map_err(|e| BlobError::Short(format!("{e} at byte {offset}")))?;
+    bytes.copy_to(buf);
     Ok(())
 }
