@@ -78,7 +78,8 @@ const BLOCK: u64 = 8 << 20;
 
 /// Blocks in flight ahead of the one the loader reads, so the network fills them while
 /// the loader places the weights. Qwen2.5-0.5B (491 MB) from a local server in Chromium,
-/// fetched by the fetch thread: 4.8-4.9 s with two ahead, 4.6-4.7 s with three.
+/// a request per block: 4.8-4.9 s with two ahead, 4.6-4.7 s with three (not measured
+/// again since the fetch thread reads runs of blocks from one request).
 const AHEAD: usize = 3;
 
 /// A block of the file asked of the network before the loader needs it. Its bytes stay a
