@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
-use super::js::{now_ms, sleep_ms};
+use super::js::poll_until;
 
 /// Blocks that may wait for the hashing thread: the download waits for it beyond them
 /// rather than hold more of the file in memory (from a local server the network outruns
@@ -107,13 +107,9 @@ impl StreamHash {
             }
             State::Thread { blocks, queued, .. } => {
                 // The thread counts each block off once hashed.
-                let t0 = now_ms();
-                while queued.load(Ordering::Relaxed) >= QUEUE {
-                    if now_ms() - t0 > DEADLINE_MS {
-                        self.state = State::Lost;
-                        return;
-                    }
-                    sleep_ms(1).await;
+                if !poll_until(1, DEADLINE_MS, || queued.load(Ordering::Relaxed) < QUEUE).await {
+                    self.state = State::Lost;
+                    return;
                 }
                 queued.fetch_add(1, Ordering::Relaxed);
                 if blocks.send(bytes.to_vec()).is_err() {
@@ -131,15 +127,17 @@ impl StreamHash {
             State::Lost => None,
             State::Thread { blocks, digest, .. } => {
                 drop(blocks);
-                let t0 = now_ms();
-                loop {
-                    match digest.try_recv() {
-                        Ok(d) => return Some(d),
-                        Err(TryRecvError::Disconnected) => return None,
-                        Err(TryRecvError::Empty) if now_ms() - t0 > DEADLINE_MS => return None,
-                        Err(TryRecvError::Empty) => sleep_ms(2).await,
+                let mut got = None;
+                poll_until(2, DEADLINE_MS, || match digest.try_recv() {
+                    Ok(d) => {
+                        got = Some(d);
+                        true
                     }
-                }
+                    Err(TryRecvError::Disconnected) => true,
+                    Err(TryRecvError::Empty) => false,
+                })
+                .await;
+                got
             }
         }
     }

@@ -100,6 +100,21 @@ pub async fn sleep_ms(ms: i32) {
     let _ = JsFuture::from(promise).await;
 }
 
+/// Checks `done` every `every_ms` until it holds (true) or `deadline_ms` has passed (false):
+/// for what another thread does, which no promise announces.
+pub async fn poll_until(every_ms: i32, deadline_ms: f64, mut done: impl FnMut() -> bool) -> bool {
+    let t0 = now_ms();
+    loop {
+        if done() {
+            return true;
+        }
+        if now_ms() - t0 > deadline_ms {
+            return false;
+        }
+        sleep_ms(every_ms).await;
+    }
+}
+
 /// `fut`'s output, or `None` once `ms` milliseconds pass first. A browser promise that
 /// never settles (Chromium's requestAdapter while its GPU process hangs) must not leave
 /// the page waiting forever.

@@ -54,10 +54,10 @@ pub async fn start(limit: Option<usize>) -> CpuThreads {
     }
     js::stage(&format!("starting {want} CPU threads"));
     let pool = Pool::with_spawner(want, &spawn);
-    let t0 = js::now_ms();
-    while pool.started() + 1 < pool.threads() && js::now_ms() - t0 < START_DEADLINE_MS {
-        js::sleep_ms(5).await;
-    }
+    js::poll_until(5, START_DEADLINE_MS, || {
+        pool.started() + 1 >= pool.threads()
+    })
+    .await;
     let running = pool.started() + 1;
     // Downloads hash their blocks on a thread of their own (off the load's critical path);
     // without it they hash on this one.
