@@ -117,10 +117,41 @@ test('kiosk mode renders large, without model management, and resets when idle',
     assert.equal((await b.page.getByTestId('budget-value').textContent()).trim(), '256 tokens');
     // Before any run the counter shows the budget that Ask would use.
     assert.equal((await b.page.getByTestId('think-counter').textContent()).trim(), '0 / 256');
-    await b.page.locator('#question').fill('typed by a visitor');
-    await screenshot(b.page, 'kiosk-1280');
-    // No input for 3 s: back to the start screen with an empty question.
-    await b.page.waitForFunction(() => document.querySelector('#question')?.value === '', null, { timeout: 15_000 });
+    // What a visitor can change on the Ask form, as the kiosk's start screen shows it.
+    const p = b.page;
+    const form = async () => ({
+      sample: await p.getByTestId('sample-select').inputValue(),
+      question: await p.locator('#question').inputValue(),
+      budget: (await p.getByTestId('budget-value').textContent()).trim(),
+      waits: await p.getByLabel('Wait count', { exact: true }).inputValue(),
+      minThinking: await p.getByLabel('Minimum thinking tokens').inputValue(),
+      temperature: await p.getByLabel('Temperature').inputValue(),
+      topP: await p.getByLabel('Top-p').inputValue(),
+      seed: await p.getByLabel('Seed').inputValue(),
+      advancedOpen: await p.locator('details.advanced').evaluate((d) => d.open),
+    });
+    const start = await form();
+    assert.deepEqual(start, {
+      sample: '', question: '', budget: '256 tokens', waits: '0', minThinking: '0',
+      temperature: start.temperature, topP: start.topP, seed: start.seed, advancedOpen: false,
+    });
+    await p.getByTestId('sample-select').selectOption('0');
+    await p.locator('#budget').fill('1024');
+    await p.getByLabel('Wait count', { exact: true }).fill('3');
+    await p.getByLabel('Minimum thinking tokens').fill('128');
+    await p.locator('details.advanced > summary').click();
+    await p.getByLabel('Temperature').fill('0.7');
+    await p.getByLabel('Top-p').fill('0.9');
+    await p.getByLabel('Seed').fill('7');
+    const changed = await form();
+    for (const key of Object.keys(start)) {
+      assert.notEqual(changed[key], start[key], `the visitor's ${key} did not take`);
+    }
+    await screenshot(p, 'kiosk-1280');
+    // No input for 3 s: back to the start screen, the next visitor sees none of the last
+    // one's question or settings.
+    await p.waitForFunction(() => document.querySelector('#question')?.value === '', null, { timeout: 15_000 });
+    assert.deepEqual(await form(), start);
   } finally {
     await b.close();
   }

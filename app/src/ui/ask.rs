@@ -6,27 +6,35 @@ use m1_engine::backend::Sampling;
 use m1_engine::reason::DEFAULT_BUDGET;
 
 use super::engine::EngineHandle;
-use super::state::{AppState, QuestionDraft};
+use super::state::{AppState, AskDraft, QuestionDraft};
 use crate::options::{letters, marks, RowMark};
 use crate::protocol::{AskSettings, Request};
 use crate::samples::SAMPLES;
 const PRESETS: [u32; 5] = [128, 512, 1024, 4096, 8192];
 
 #[component]
-pub fn AskForm(engine: EngineHandle, state: AppState, draft: QuestionDraft) -> impl IntoView {
+pub fn AskForm(
+    engine: EngineHandle,
+    state: AppState,
+    draft: QuestionDraft,
+    settings: AskDraft,
+) -> impl IntoView {
     let QuestionDraft {
         question,
         context,
         options,
         expected,
+        sample,
     } = draft;
-    let waits = RwSignal::new(0u32);
-    let min_thinking = RwSignal::new(0u32);
-    // The engine's defaults: greedy, as in the m1 paper.
+    let AskDraft {
+        waits,
+        min_thinking,
+        temperature,
+        top_p,
+        seed,
+        advanced,
+    } = settings;
     let defaults = Sampling::default();
-    let temperature = RwSignal::new(defaults.temperature);
-    let top_p = RwSignal::new(defaults.top_p);
-    let seed = RwSignal::new(defaults.seed);
     let budget = state.budget;
     let e_stop = engine.clone();
 
@@ -42,11 +50,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState, draft: QuestionDraft) -> i
                 return;
             }
         };
-        let sampling = Sampling {
-            temperature: temperature.get_untracked(),
-            top_p: top_p.get_untracked(),
-            seed: seed.get_untracked(),
-        };
+        let sampling = settings.sampling();
         let b = budget.get_untracked();
         state.start_run(b, expected.get_untracked(), question.options.clone());
         engine.send(&Request::Ask {
@@ -65,7 +69,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState, draft: QuestionDraft) -> i
         <form class="panel ask" on:submit=submit aria-labelledby="ask-h">
             <h2 id="ask-h">"Question"</h2>
             <label class="field">"Try a sample: "
-                <select data-testid="sample-select" on:change=move |ev| {
+                <select data-testid="sample-select" prop:value=move || sample.get().map(|i| i.to_string()).unwrap_or_default() on:change=move |ev| {
                     if let Ok(i) = event_target_value(&ev).parse::<usize>() { load_sample(i) }
                 }>
                     <option value="">"Choose…"</option>
@@ -78,7 +82,7 @@ pub fn AskForm(engine: EngineHandle, state: AppState, draft: QuestionDraft) -> i
             <textarea id="context" rows="2" prop:value=move || context.get() on:input=move |ev| context.set(event_target_value(&ev))></textarea>
             <label class="field" for="question">"Question"</label>
             <textarea id="question" rows="3" required prop:value=move || question.get()
-                on:input=move |ev| { question.set(event_target_value(&ev)); expected.set(None); }></textarea>
+                on:input=move |ev| draft.edit_question(event_target_value(&ev))></textarea>
             <fieldset class="options">
                 <legend>"Options"</legend>
                 {move || {
@@ -131,7 +135,9 @@ pub fn AskForm(engine: EngineHandle, state: AppState, draft: QuestionDraft) -> i
                 <input type="number" min="0" step="64" aria-label="Minimum thinking tokens" prop:value=move || min_thinking.get().to_string()
                     on:input=move |ev| min_thinking.set(event_target_value(&ev).parse::<u32>().unwrap_or(0)) />
             </label>
-            <details class="advanced">
+            <details class="advanced" prop:open=move || advanced.get() on:toggle=move |ev| {
+                advanced.set(event_target::<web_sys::Element>(&ev).has_attribute("open"))
+            }>
                 <summary>"Advanced sampling"</summary>
                 <label class="field inline">"Temperature " <input type="number" min="0" max="2" step="0.1" prop:value=move || temperature.get().to_string()
                     on:input=move |ev| temperature.set(event_target_value(&ev).parse().unwrap_or(defaults.temperature)) /></label>

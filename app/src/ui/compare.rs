@@ -112,7 +112,8 @@ pub fn CompareView(
             <p class="muted">"The model thinks once, up to the largest budget; at each smaller budget its thinking is cut there and the answer forced, exactly as a separate run at that budget would be."</p>
             <form class="sweep-form" on:submit=run>
                 <label class="field">"Question: "
-                    <select aria-label="Sample question" data-testid="compare-sample" on:change=move |ev| {
+                    <select aria-label="Sample question" data-testid="compare-sample"
+                        prop:value=move || draft.sample.get().map(|i| i.to_string()).unwrap_or_default() on:change=move |ev| {
                         if let Ok(i) = event_target_value(&ev).parse::<usize>() { draft.load_sample(i) }
                     }>
                         <option value="">"the one in the Ask tab, or a sample…"</option>

@@ -24,7 +24,7 @@ use device::DevicePanel;
 use engine::EngineHandle;
 use evaluate::EvaluateView;
 use models::{load, load_listed, load_model_list, ModelPanel};
-use state::{AppState, QuestionDraft};
+use state::{AppState, AskDraft, QuestionDraft};
 use sweep::SweepState;
 
 /// The page's three views; the model panel and "About this device" are shared.
@@ -108,6 +108,7 @@ pub fn App() -> impl IntoView {
     let state = AppState::new();
     let sweep = SweepState::new();
     let draft = QuestionDraft::new();
+    let settings = AskDraft::new();
     let view_now = RwSignal::new(param(&q, "view").map_or(View::Ask, |v| View::from_param(&v)));
     // `budget` and `max_answer` also serve classes (and tests) outside kiosk mode.
     if let Some(b) = kiosk.budget {
@@ -177,6 +178,7 @@ pub fn App() -> impl IntoView {
             move || state.running.get_untracked() || state.loading.get_untracked(),
             move || {
                 draft.clear();
+                settings.reset();
                 state.clear_run(start_budget);
                 if let Some(w) = web_sys::window() {
                     w.scroll_to_with_x_and_y(0.0, 0.0);
@@ -258,7 +260,7 @@ pub fn App() -> impl IntoView {
                     </nav>
                 })}
                 <div class="columns" role="tabpanel" aria-label="Ask" hidden=move || view_now.get() != View::Ask>
-                    <AskForm engine=engine.clone() state=state draft=draft />
+                    <AskForm engine=engine.clone() state=state draft=draft settings=settings />
                     <div class="streams">
                         <ReasoningPanel state=state />
                         <AnswerPanel state=state />
@@ -279,8 +281,9 @@ pub fn App() -> impl IntoView {
 }
 
 /// Kiosk: after `idle_s` seconds without input, back to the start screen: the question,
-/// the answer and the budget as the kiosk began, the model still loaded (a reload would
-/// read a multi-GB model again for every visitor). An answer still streaming is not idle.
+/// the answer, the budget and the Ask form's settings as the kiosk began, the model still
+/// loaded (a reload would read a multi-GB model again for every visitor). An answer still
+/// streaming is not idle.
 /// The listeners and the one interval are installed once, so a day of cycles adds nothing.
 fn install_idle_reset(idle_s: u32, busy: impl Fn() -> bool + 'static, reset: impl Fn() + 'static) {
     let Some(window) = web_sys::window() else {

@@ -1,6 +1,7 @@
 //! The page's state as signals, and the reducer that applies worker events to it.
 
 use leptos::prelude::*;
+use m1_engine::backend::Sampling;
 use m1_engine::reason::{
     Event as ReasonEvent, Question, StopReason, Summary, DEFAULT_BUDGET, DEFAULT_MAX_ANSWER_TOKENS,
 };
@@ -41,6 +42,9 @@ pub struct QuestionDraft {
     pub options: RwSignal<Vec<String>>,
     /// The correct letter of a sample (cleared when the question is edited).
     pub expected: RwSignal<Option<String>>,
+    /// The sample the question came from, shown in the sample pickers (cleared with
+    /// `expected`).
+    pub sample: RwSignal<Option<usize>>,
 }
 
 impl QuestionDraft {
@@ -50,6 +54,7 @@ impl QuestionDraft {
             context: RwSignal::new(String::new()),
             options: RwSignal::new(vec![String::new(); 4]),
             expected: RwSignal::new(None),
+            sample: RwSignal::new(None),
         }
     }
 
@@ -60,7 +65,15 @@ impl QuestionDraft {
             self.options
                 .set(s.options.iter().map(|(_, t)| t.to_string()).collect());
             self.expected.set(Some(s.answer.to_string()));
+            self.sample.set(Some(i));
         }
+    }
+
+    /// The question was edited: it is no longer the sample's, nor is the sample's answer.
+    pub fn edit_question(&self, text: String) {
+        self.question.set(text);
+        self.expected.set(None);
+        self.sample.set(None);
     }
 
     /// An empty form (the kiosk's start screen).
@@ -69,6 +82,7 @@ impl QuestionDraft {
         self.context.set(String::new());
         self.options.set(vec![String::new(); 4]);
         self.expected.set(None);
+        self.sample.set(None);
     }
 
     /// The question to send. Empty option rows move last (and the form shows them so), so
@@ -87,6 +101,53 @@ impl QuestionDraft {
             context: (!ctx.trim().is_empty()).then(|| ctx.trim().to_string()),
             options,
         })
+    }
+}
+
+/// The Ask form's settings beside the budget: the "Wait" count, minimum thinking and the
+/// sampling drawer. Held above the form so the kiosk's reset can give the next visitor the
+/// engine's defaults rather than the last visitor's choices.
+#[derive(Clone, Copy)]
+pub struct AskDraft {
+    pub waits: RwSignal<u32>,
+    pub min_thinking: RwSignal<u32>,
+    pub temperature: RwSignal<f32>,
+    pub top_p: RwSignal<f32>,
+    pub seed: RwSignal<u64>,
+    /// Whether the "Advanced sampling" drawer is open.
+    pub advanced: RwSignal<bool>,
+}
+
+impl AskDraft {
+    pub fn new() -> Self {
+        let s = Sampling::default();
+        Self {
+            waits: RwSignal::new(0),
+            min_thinking: RwSignal::new(0),
+            temperature: RwSignal::new(s.temperature),
+            top_p: RwSignal::new(s.top_p),
+            seed: RwSignal::new(s.seed),
+            advanced: RwSignal::new(false),
+        }
+    }
+
+    /// Back to the engine's defaults (greedy, as in the m1 paper), the drawer closed.
+    pub fn reset(&self) {
+        let s = Sampling::default();
+        self.waits.set(0);
+        self.min_thinking.set(0);
+        self.temperature.set(s.temperature);
+        self.top_p.set(s.top_p);
+        self.seed.set(s.seed);
+        self.advanced.set(false);
+    }
+
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature.get_untracked(),
+            top_p: self.top_p.get_untracked(),
+            seed: self.seed.get_untracked(),
+        }
     }
 }
 
