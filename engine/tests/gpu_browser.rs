@@ -328,3 +328,44 @@ async fn kernels_at_prompt_shapes() {
         console_log!("matmul {ty} {n}x{k} t={t}: max error {err:.2e}");
     }
 }
+
+/// A buffer the engine lets go is destroyed at once, not left to the garbage collector,
+/// which sees only a small JS object and may keep a multi-GB model's memory long after
+/// another was loaded: the browser's object, kept here, no longer maps.
+#[wasm_bindgen_test]
+async fn a_buffer_the_engine_lets_go_is_destroyed() {
+    use wasm_bindgen::{JsCast, JsValue};
+    let Some(gpu) = adapter().await else {
+        return;
+    };
+    let make = || {
+        gpu.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("let go"),
+            size: 256,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    };
+    let js = |buffer: &m1_engine::gpu::GpuBuffer| -> JsValue {
+        let raw: &JsValue = buffer.as_webgpu().expect("a WebGPU buffer").as_ref();
+        raw.clone()
+    };
+    // GPUMapMode.READ
+    let map = |raw: JsValue| async move {
+        let map_async = js_sys::Reflect::get(&raw, &"mapAsync".into())
+            .expect("mapAsync")
+            .unchecked_into::<js_sys::Function>();
+        let promise = map_async.call1(&raw, &1.into()).expect("mapAsync call");
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise)).await
+    };
+    let kept = make();
+    map(js(&kept))
+        .await
+        .expect("a buffer the engine holds maps");
+    let gone = make();
+    let raw = js(&gone);
+    drop(gone);
+    let refused = map(raw).await;
+    assert!(refused.is_err(), "a buffer the engine let go still maps");
+    drop(kept);
+}

@@ -116,3 +116,58 @@ fn questions_in_a_row_leave_the_gpu_objects_of_the_first() {
         "the GPU objects grew over {QUESTIONS} questions"
     );
 }
+
+/// A model let go for another must give its memory back at once. On the web a dropped wgpu
+/// buffer waits for the garbage collector, so the engine destroys a buffer when its last
+/// handle drops: shown here by a bind group that still names the buffer, which would keep
+/// it alive (natively as in the page) were it only dropped.
+#[test]
+fn a_buffer_is_destroyed_when_the_engine_lets_it_go() {
+    let Some(gpu) = gpu_or_skip() else {
+        return;
+    };
+    const BYTES: u64 = 1 << 20;
+    let before = held(&gpu);
+    let buffer = gpu.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("let go"),
+        size: BYTES,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let layout = gpu
+        .device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: None,
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: true },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }],
+        });
+    let names_it = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &layout,
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: buffer.as_entire_binding(),
+        }],
+    });
+    let with = held(&gpu);
+    assert_eq!(with.0 .0, before.0 .0 + 1, "{before:?} -> {with:?}");
+    assert!(
+        with.0 .1 >= before.0 .1 + BYTES as isize,
+        "{before:?} -> {with:?}"
+    );
+    drop(buffer);
+    let after = held(&gpu);
+    assert_eq!(
+        (after.0 .0, after.0 .1, after.1),
+        (before.0 .0, before.0 .1, before.1),
+        "the buffer outlived the engine's last handle (bind group alive: {names_it:?})"
+    );
+}

@@ -1,8 +1,10 @@
 //! What the engine holds on the device: every buffer it makes is a [`GpuBuffer`], counted
 //! while any clone of it lives, so a leak across questions shows as growth of
-//! [`Gpu::held`](super::Gpu::held) on every target. wgpu's own counters exist natively only,
-//! and on the web a dropped buffer is freed when the garbage collector gets to it, so
-//! neither could say this in the page.
+//! [`Gpu::held`](super::Gpu::held) on every target (wgpu's own counters exist natively
+//! only). When the last clone drops, the buffer is destroyed: on the web a dropped wgpu
+//! buffer is freed only when the garbage collector gets to its small JS object, which may be
+//! long after a multi-GB model was let go for another. The recordings that bind a buffer
+//! hold a clone of it, so none is destroyed while it can still be replayed.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,9 @@ impl GpuBuffer {
 
 impl Drop for Counted {
     fn drop(&mut self) {
+        // Work already submitted that uses it still completes: WebGPU and wgpu free its memory
+        // after that work is done.
+        self.raw.destroy();
         self.counters.buffers.fetch_sub(1, Ordering::Relaxed);
         self.counters
             .bytes

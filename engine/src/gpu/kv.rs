@@ -83,10 +83,10 @@ impl KvCache {
     }
 
     /// Layer `layer`'s K and V buffers.
-    pub(crate) fn layer(&self, layer: usize) -> Result<(&wgpu::Buffer, &wgpu::Buffer), GpuError> {
+    pub(crate) fn layer(&self, layer: usize) -> Result<(&GpuBuffer, &GpuBuffer), GpuError> {
         self.layers
             .get(layer)
-            .map(|(k, v)| (&**k, &**v))
+            .map(|(k, v)| (k, v))
             .ok_or(GpuError::OutOfRange {
                 op: "KvCache::layer",
                 what: "layer",

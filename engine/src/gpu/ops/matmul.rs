@@ -4,7 +4,7 @@ use super::{key, need, Bind, Epilogue, Ops, Recording, RopeFreqs, RopeMode};
 use crate::gpu::buffers::{F32Buffer, U32Buffer, WeightTensor};
 use crate::gpu::kv::KvCache;
 use crate::gpu::pipelines::{uniform, Kernel, PipelineKey};
-use crate::gpu::GpuError;
+use crate::gpu::{GpuBuffer, GpuError};
 
 uniform! {
     /// The parameters of matvec.wgsl (with its epilogues) and matmat.wgsl.
@@ -417,7 +417,7 @@ impl Ops {
         rec: &mut Recording,
         op: &'static str,
         job: &MatJob<'_>,
-        outputs: &[&wgpu::Buffer],
+        outputs: &[&GpuBuffer],
         extra: MatParams,
     ) -> Result<(), GpuError> {
         let w = job.w;

@@ -176,6 +176,9 @@ pub struct Recording {
     dispatches: Vec<Dispatch>,
     params: ParamArena,
     step: GpuBuffer,
+    /// Every buffer the dispatches bind: a buffer is destroyed when the engine's last handle
+    /// to it drops, so one a recording may replay must not be.
+    bound: Vec<GpuBuffer>,
     /// Replayed at positions given by `step` at each replay (its ops take offsets from the
     /// step's position, and attention is gridded for the whole context), rather than built
     /// for the positions its ops name.
@@ -353,6 +356,7 @@ impl Ops {
                 align: self.align,
             },
             step: step.clone(),
+            bound: Vec::new(),
             live,
         }
     }
@@ -443,6 +447,7 @@ impl Ops {
                 }),
             })
             .collect();
+        rec.bound.extend(bindings.iter().map(|b| b.buffer.clone()));
         entries.push(wgpu::BindGroupEntry {
             binding: pipe.uniform_binding,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -474,16 +479,16 @@ impl Ops {
 
 /// A storage buffer for one binding: all of it, or its first `size` bytes.
 pub(crate) struct Bind<'a> {
-    buffer: &'a wgpu::Buffer,
+    buffer: &'a GpuBuffer,
     size: Option<u64>,
 }
 
 impl<'a> Bind<'a> {
-    pub(crate) fn whole(buffer: &'a wgpu::Buffer) -> Self {
+    pub(crate) fn whole(buffer: &'a GpuBuffer) -> Self {
         Self { buffer, size: None }
     }
 
-    pub(crate) fn prefix(buffer: &'a wgpu::Buffer, size: u64) -> Self {
+    pub(crate) fn prefix(buffer: &'a GpuBuffer, size: u64) -> Self {
         Self {
             buffer,
             size: Some(size),

@@ -3,7 +3,7 @@
 use super::{key, need, within, Bind, Ops, Recording};
 use crate::gpu::buffers::{F32Buffer, U32Buffer};
 use crate::gpu::pipelines::{uniform, Kernel};
-use crate::gpu::{Gpu, GpuError};
+use crate::gpu::{Gpu, GpuBuffer, GpuError};
 
 /// Which dimensions rotate together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,7 +85,7 @@ impl RopeFreqs {
         self.n_rot
     }
 
-    pub(crate) fn turns(&self) -> &wgpu::Buffer {
+    pub(crate) fn turns(&self) -> &GpuBuffer {
         &self.turns.buffer
     }
 }
