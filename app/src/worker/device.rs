@@ -13,7 +13,10 @@ use crate::protocol::{DeviceInfo, ErrorKind};
 /// the CPU path with the reason, on as many threads as the page allows.
 pub async fn probe(force_cpu: bool, force_gpu: bool, threads: Option<usize>) -> DeviceInfo {
     match gpu_or_why_not(force_cpu, force_gpu).await {
-        Ok(adapter) => DeviceInfo::WebGpu { adapter },
+        Ok(adapter) => {
+            threads::start_hashing();
+            DeviceInfo::WebGpu { adapter }
+        }
         Err((reason, adapter)) => DeviceInfo::Cpu {
             reason,
             adapter,

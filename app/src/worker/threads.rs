@@ -1,7 +1,8 @@
-//! The CPU path's threads in the browser. `std` cannot start a thread in wasm: this module
-//! starts Web Workers on the engine worker's own module and memory (`www/cpu_thread.js`
-//! runs the glue, then [`m1_cpu_thread`] with a worker's body) and hands them to the
-//! engine's pool as its spawner. Memory is shared only in the threaded build (`worker-mt`,
+//! The engine worker's threads in the browser: the CPU path's pool, and the thread that
+//! hashes downloads on either path. `std` cannot start a thread in wasm: this module starts
+//! Web Workers on the engine worker's own module and memory (`www/cpu_thread.js` runs the
+//! glue, then [`m1_cpu_thread`] with a worker's body) and hands them to the engine's pool as
+//! its spawner. Memory is shared only in the threaded build (`worker-mt`,
 //! built with atomics) and only on a cross-origin isolated page, which is when the UI
 //! starts that build; anywhere else the CPU path runs on this one thread, and says why.
 
@@ -59,11 +60,7 @@ pub async fn start(limit: Option<usize>) -> CpuThreads {
     })
     .await;
     let running = pool.started() + 1;
-    // Downloads hash their blocks on a thread of their own (off the load's critical path);
-    // without it they hash on this one.
-    if let Err(e) = spawn(Box::new(super::hash::thread_body())) {
-        web_sys::console::warn_1(&format!("no hashing thread: {e}").into());
-    }
+    start_hashing();
     let note = (running < want).then(|| {
         format!("{running} of {want} threads started (the browser refused or delayed the rest)")
     });
@@ -74,6 +71,18 @@ pub async fn start(limit: Option<usize>) -> CpuThreads {
     CpuThreads {
         threads: running,
         note,
+    }
+}
+
+/// Downloads hash their blocks on a thread of their own, off the load's critical path, on
+/// either device; without shared memory (or if the thread fails to start) they hash on the
+/// engine worker.
+pub fn start_hashing() {
+    if !cfg!(target_feature = "atomics") {
+        return;
+    }
+    if let Err(e) = spawn(Box::new(super::hash::thread_body())) {
+        web_sys::console::warn_1(&format!("no hashing thread: {e}").into());
     }
 }
 
