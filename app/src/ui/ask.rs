@@ -6,6 +6,7 @@ use m1_engine::backend::Sampling;
 use m1_engine::reason::DEFAULT_BUDGET;
 
 use super::engine::EngineHandle;
+use super::fields::{MinThinkingField, WaitCountField};
 use super::state::{AppState, AskDraft, QuestionDraft};
 use crate::options::{letters, marks, RowMark};
 use crate::protocol::{AskSettings, Request};
@@ -127,14 +128,8 @@ pub fn AskForm(
                     }).collect_view()}
                 </div>
             </div>
-            <label class="field inline">"Wait count "
-                <input type="number" min="0" max="8" aria-label="Wait count" prop:value=move || waits.get().to_string()
-                    on:input=move |ev| waits.set(event_target_value(&ev).parse::<u32>().unwrap_or(0).min(8)) />
-            </label>
-            <label class="field inline" title="An earlier end of thinking is replaced by 'Wait' (s1's minimum thinking); these do not count against the Wait count">"Minimum thinking "
-                <input type="number" min="0" step="64" aria-label="Minimum thinking tokens" prop:value=move || min_thinking.get().to_string()
-                    on:input=move |ev| min_thinking.set(event_target_value(&ev).parse::<u32>().unwrap_or(0)) />
-            </label>
+            <WaitCountField value=waits label="Wait count" />
+            <MinThinkingField value=min_thinking label="Minimum thinking tokens" />
             <details class="advanced" prop:open=move || advanced.get() on:toggle=move |ev| {
                 advanced.set(event_target::<web_sys::Element>(&ev).has_attribute("open"))
             }>

@@ -5,22 +5,14 @@
 
 use leptos::prelude::*;
 use m1_engine::backend::Sampling;
-use m1_engine::reason::DEFAULT_SWEEP_BUDGETS;
 
 use super::engine::EngineHandle;
+use super::fields::{default_budgets_text, BudgetsField, MinThinkingField, WaitCountField};
 use super::state::{AppState, QuestionDraft};
 use super::sweep::{self, SweepState, TracePiece};
 use crate::evaluation::{choice_changes, parse_budgets, BudgetCell};
 use crate::protocol::{ErrorKind, Request, SweepSettings};
 use crate::samples::SAMPLES;
-
-pub fn default_budgets_text() -> String {
-    DEFAULT_SWEEP_BUDGETS
-        .iter()
-        .map(|b| b.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 fn seconds(ms: Option<f64>) -> String {
     ms.map_or("–".into(), |ms| format!("{:.1} s", ms / 1000.0))
@@ -126,18 +118,9 @@ pub fn CompareView(
                     {move || { let q = draft.question.get(); if q.trim().is_empty() { "No question yet: pick a sample or write one in the Ask tab.".to_string() } else { q } }}
                     <ol type="A">{move || draft.options.get().into_iter().filter(|o| !o.trim().is_empty()).map(|o| view! { <li>{o}</li> }).collect_view()}</ol>
                 </blockquote>
-                <label class="field inline">"Budgets "
-                    <input type="text" aria-label="Budgets" size="32" prop:value=move || budgets_text.get()
-                        on:input=move |ev| budgets_text.set(event_target_value(&ev)) />
-                </label>
-                <label class="field inline">"Wait count "
-                    <input type="number" min="0" max="8" aria-label="Sweep wait count" prop:value=move || waits.get().to_string()
-                        on:input=move |ev| waits.set(event_target_value(&ev).parse::<u32>().unwrap_or(0).min(8)) />
-                </label>
-                <label class="field inline">"Minimum thinking "
-                    <input type="number" min="0" step="64" aria-label="Sweep minimum thinking" prop:value=move || min_thinking.get().to_string()
-                        on:input=move |ev| min_thinking.set(event_target_value(&ev).parse::<u32>().unwrap_or(0)) />
-                </label>
+                <BudgetsField value=budgets_text label="Budgets" />
+                <WaitCountField value=waits label="Sweep wait count" />
+                <MinThinkingField value=min_thinking label="Sweep minimum thinking" />
                 <div class="row actions">
                     <button type="submit" disabled=move || busy() || state.model.get().is_none()>"Compare"</button>
                     <button type="button" class="secondary" disabled=move || !sweep.running.get()

@@ -10,8 +10,8 @@ use m1_engine::reason::StopReason;
 use send_wrapper::SendWrapper;
 
 use super::chart::{AccuracyChart, Series};
-use super::compare::default_budgets_text;
 use super::engine::EngineHandle;
+use super::fields::{default_budgets_text, BudgetsField, MinThinkingField};
 use super::state::{now_ms, AppState};
 use super::store;
 use super::sweep::{self, SweepState};
@@ -431,14 +431,8 @@ pub fn EvaluateView(engine: EngineHandle, state: AppState, sweep: SweepState) ->
                     <input type="number" min="0" aria-label="Seed" disabled=move || !random.get() prop:value=move || seed.get().to_string()
                         on:input=move |ev| seed.set(event_target_value(&ev).parse().unwrap_or(1)) />
                 </label>
-                <label class="field inline">"Budgets "
-                    <input type="text" size="32" aria-label="Evaluation budgets" prop:value=move || budgets_text.get()
-                        on:input=move |ev| budgets_text.set(event_target_value(&ev)) />
-                </label>
-                <label class="field inline">"Minimum thinking "
-                    <input type="number" min="0" step="64" aria-label="Evaluation minimum thinking" prop:value=move || min_thinking.get().to_string()
-                        on:input=move |ev| min_thinking.set(event_target_value(&ev).parse::<u32>().unwrap_or(0)) />
-                </label>
+                <BudgetsField value=budgets_text label="Evaluation budgets" />
+                <MinThinkingField value=min_thinking label="Evaluation minimum thinking" />
                 <div class="row actions">
                     <button type="submit" disabled=move || busy() || state.model.get().is_none()>"Run evaluation"</button>
                     <button type="button" class="secondary" disabled=move || !driving.get() on:click=stop>"Stop"</button>

@@ -7,6 +7,7 @@ mod compare;
 mod device;
 mod engine;
 mod evaluate;
+mod fields;
 mod models;
 mod state;
 mod store;
