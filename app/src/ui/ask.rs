@@ -6,11 +6,10 @@ use m1_engine::backend::Sampling;
 use m1_engine::reason::DEFAULT_BUDGET;
 
 use super::engine::EngineHandle;
-use super::fields::{MinThinkingField, WaitCountField};
+use super::fields::{MinThinkingField, SampleSelect, WaitCountField};
 use super::state::{AppState, AskDraft, QuestionDraft};
 use crate::options::{letters, marks, RowMark};
 use crate::protocol::{AskSettings, Request};
-use crate::samples::SAMPLES;
 const PRESETS: [u32; 5] = [128, 512, 1024, 4096, 8192];
 
 #[component]
@@ -25,7 +24,7 @@ pub fn AskForm(
         context,
         options,
         expected,
-        sample,
+        ..
     } = draft;
     let AskDraft {
         waits,
@@ -39,7 +38,6 @@ pub fn AskForm(
     let budget = state.budget;
     let e_stop = engine.clone();
 
-    let load_sample = move |i: usize| draft.load_sample(i);
     let submit = move |ev: web_sys::SubmitEvent| {
         ev.prevent_default();
         let question = match draft.take_question() {
@@ -70,14 +68,7 @@ pub fn AskForm(
         <form class="panel ask" on:submit=submit aria-labelledby="ask-h">
             <h2 id="ask-h">"Question"</h2>
             <label class="field">"Try a sample: "
-                <select data-testid="sample-select" prop:value=move || sample.get().map(|i| i.to_string()).unwrap_or_default() on:change=move |ev| {
-                    if let Ok(i) = event_target_value(&ev).parse::<usize>() { load_sample(i) }
-                }>
-                    <option value="">"Choose…"</option>
-                    {SAMPLES.iter().enumerate().map(|(i, s)| view! {
-                        <option value=i.to_string()>{format!("{}: {}", s.specialty, s.question.chars().take(60).collect::<String>())}</option>
-                    }).collect_view()}
-                </select>
+                <SampleSelect draft=draft placeholder="Choose…" testid="sample-select" label=None />
             </label>
             <label class="field" for="context">"Context (optional, e.g. an abstract)"</label>
             <textarea id="context" rows="2" prop:value=move || context.get() on:input=move |ev| context.set(event_target_value(&ev))></textarea>

@@ -7,12 +7,13 @@ use leptos::prelude::*;
 use m1_engine::backend::Sampling;
 
 use super::engine::EngineHandle;
-use super::fields::{default_budgets_text, BudgetsField, MinThinkingField, WaitCountField};
+use super::fields::{
+    default_budgets_text, BudgetsField, MinThinkingField, SampleSelect, WaitCountField,
+};
 use super::state::{AppState, QuestionDraft};
 use super::sweep::{self, SweepState, TracePiece};
 use crate::evaluation::{choice_changes, parse_budgets, BudgetCell};
 use crate::protocol::{ErrorKind, Request, SweepSettings};
-use crate::samples::SAMPLES;
 
 fn seconds(ms: Option<f64>) -> String {
     ms.map_or("–".into(), |ms| format!("{:.1} s", ms / 1000.0))
@@ -104,15 +105,7 @@ pub fn CompareView(
             <p class="muted">"The model thinks once, up to the largest budget; at each smaller budget its thinking is cut there and the answer forced, exactly as a separate run at that budget would be."</p>
             <form class="sweep-form" on:submit=run>
                 <label class="field">"Question: "
-                    <select aria-label="Sample question" data-testid="compare-sample"
-                        prop:value=move || draft.sample.get().map(|i| i.to_string()).unwrap_or_default() on:change=move |ev| {
-                        if let Ok(i) = event_target_value(&ev).parse::<usize>() { draft.load_sample(i) }
-                    }>
-                        <option value="">"the one in the Ask tab, or a sample…"</option>
-                        {SAMPLES.iter().enumerate().map(|(i, s)| view! {
-                            <option value=i.to_string()>{format!("{}: {}", s.specialty, s.question.chars().take(60).collect::<String>())}</option>
-                        }).collect_view()}
-                    </select>
+                    <SampleSelect draft=draft placeholder="the one in the Ask tab, or a sample…" testid="compare-sample" label=Some("Sample question") />
                 </label>
                 <blockquote class="question-shown" data-testid="compare-question">
                     {move || { let q = draft.question.get(); if q.trim().is_empty() { "No question yet: pick a sample or write one in the Ask tab.".to_string() } else { q } }}

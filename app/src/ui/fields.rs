@@ -1,8 +1,11 @@
-//! The run settings that several views ask for, each field written once: its bounds, how
-//! its text is read, its hint. Each view passes its own signal and accessible name.
+//! The fields that several views ask for, each written once: its bounds, how its text is
+//! read, its hint. Each view passes its own signal and accessible name.
 
 use leptos::prelude::*;
 use m1_engine::reason::DEFAULT_SWEEP_BUDGETS;
+
+use super::state::QuestionDraft;
+use crate::samples::SAMPLES;
 
 /// The most "Wait" insertions a view offers: each adds a stretch of thinking, and past a
 /// few the page would only show the budget running out.
@@ -48,5 +51,26 @@ pub fn BudgetsField(value: RwSignal<String>, label: &'static str) -> impl IntoVi
             <input type="text" size="32" aria-label=label prop:value=move || value.get()
                 on:input=move |ev| value.set(event_target_value(&ev)) />
         </label>
+    }
+}
+
+/// The sample questions; picking one fills the draft, and the picker shows the draft's
+/// sample (none once the question is edited or cleared).
+#[component]
+pub fn SampleSelect(
+    draft: QuestionDraft,
+    placeholder: &'static str,
+    testid: &'static str,
+    label: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <select aria-label=label data-testid=testid
+            prop:value=move || draft.sample.get().map(|i| i.to_string()).unwrap_or_default()
+            on:change=move |ev| { if let Ok(i) = event_target_value(&ev).parse::<usize>() { draft.load_sample(i) } }>
+            <option value="">{placeholder}</option>
+            {SAMPLES.iter().enumerate().map(|(i, s)| view! {
+                <option value=i.to_string()>{format!("{}: {}", s.specialty, s.question.chars().take(60).collect::<String>())}</option>
+            }).collect_view()}
+        </select>
     }
 }
